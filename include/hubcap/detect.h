@@ -1,0 +1,174 @@
+/*
+ * detect.h — moved-vehicle detection: the rules of DESIGN.md, "Detection
+ * rules", for one vehicle at a time.
+ *
+ * A detector holds the parameters (window W, minimum fill N1, pair count N2,
+ * default threshold) and the per-maker threshold table.  A vehicle is a
+ * fixed-size record (hc_vehicle_size()) the caller stores wherever it likes;
+ * hc_detect_step() feeds it one report:
+ *
+ *   - acc (ignition) on ends the parking session: the window is cleared and
+ *     nothing is raised;
+ *   - acc off appends the position to the session's window (last W
+ *     positions) and updates the count of pairs farther apart than the
+ *     vehicle's maker threshold;
+ *   - once the window holds >= N1 positions and more than N2 pairs exceed
+ *     the threshold, one alarm is raised for the session (unless the
+ *     vehicle's alarm switch is off).
+ *
+ * Threading: a detector and the vehicles it steps belong to one thread (a
+ * worker owns its shard); nothing here locks.
+ */
+#ifndef HUBCAP_DETECT_H
+#define HUBCAP_DETECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hubcap/kernel.h"
+#include "hubcap/window.h"
+
+#define HC_VID_MAX    64     /* bytes in a vehicle id */
+#define HC_MAKER_MAX  32     /* bytes in a maker name */
+#define HC_MAKERS_MAX 4096   /* distinct makers a detector tracks */
+#define HC_THRESHOLD_MAX_M 20000000.0
+#define HC_TS_MAX 253402300800000LL  /* 10000-01-01T00:00:00Z in ms */
+
+/* One position report, as every decoder produces it.  Fixed size, no
+ * pointers, so it can travel through rings by value. */
+struct hc_report {
+    int64_t ts;                 /* ms since the Unix epoch, UTC */
+    double lat, lon;            /* WGS84 degrees */
+    uint8_t acc;                /* ignition on */
+    uint8_t vid_len;
+    uint8_t maker_len;          /* 0: report names no maker */
+    char vid[HC_VID_MAX];       /* not NUL-terminated */
+    char maker[HC_MAKER_MAX];   /* not NUL-terminated */
+};
+
+/* Checks the ranges DESIGN.md sets for a report; 0 or HC_E*. */
+int hc_report_check(const struct hc_report *r);
+
+/* What an alarm carries: everything the webhook body needs. */
+struct hc_alarm {
+    char vid[HC_VID_MAX + 1];       /* NUL-terminated */
+    char maker[HC_MAKER_MAX + 1];   /* "" when unknown */
+    double threshold_m;
+    uint32_t exceeding_pairs;
+    uint32_t window_len;
+    double max_distance_m;          /* largest pairwise distance in window */
+    double parked_lat, parked_lon;  /* first position of the session */
+    int64_t parked_ts;
+    double latest_lat, latest_lon;  /* the report that raised the alarm */
+    int64_t latest_ts;
+};
+
+struct hc_detect_config {
+    unsigned window;            /* W, 2..64 (default 16) */
+    unsigned n1;                /* minimum positions before deciding (10) */
+    unsigned n2;                /* moved when exceeding pairs > n2 (W-1) */
+    double default_threshold_m; /* for makers without one (100 m) */
+};
+
+/* Fill c with the defaults of DESIGN.md (W 16, N1 10, N2 15, 100 m). */
+void hc_detect_config_default(struct hc_detect_config *c);
+
+/* 0 if c is usable, else HC_ECONFIG or HC_ETHRESHOLD. */
+int hc_detect_config_check(const struct hc_detect_config *c);
+
+struct hc_maker {
+    char name[HC_MAKER_MAX + 1];
+    uint8_t len;
+    bool own;                   /* has its own threshold (else default) */
+    double threshold_m;         /* effective threshold */
+    double limit;               /* effective squared-chord limit */
+};
+
+struct hc_detector {
+    struct hc_detect_config cfg;
+    const struct hc_kernel *kernel;
+    uint32_t gen;               /* bumped on every threshold change */
+    uint32_t n_makers;          /* entry 0 is the unknown maker "" */
+    struct hc_maker *makers;    /* HC_MAKERS_MAX entries */
+    uint16_t *index;            /* open addressing: entry + 1, 0 = empty */
+    uint64_t makers_overflow;   /* reports whose new maker found no room */
+};
+
+/* Set up d with cfg (validated) and the fastest kernel.  Returns 0,
+ * HC_ECONFIG / HC_ETHRESHOLD, or -ENOMEM.  Free with hc_detector_free(). */
+int hc_detector_init(struct hc_detector *d, const struct hc_detect_config *cfg);
+void hc_detector_free(struct hc_detector *d);
+
+/* Index of maker name (len bytes), adding it with the default threshold if
+ * new; the empty name is the unknown maker, index 0.  Returns the index, or
+ * HC_EMAKER (too long) or HC_EFULL (table full). */
+int hc_detector_maker(struct hc_detector *d, const char *name, size_t len);
+
+/* Give maker its own threshold.  Applies from the next report of each of
+ * its vehicles.  Returns the maker index, or HC_ETHRESHOLD / HC_EMAKER /
+ * HC_EFULL with nothing changed. */
+int hc_detector_set_threshold(struct hc_detector *d, const char *name,
+                              size_t len, double meters);
+
+/* Return maker to the default threshold; 0, or -ENOENT if unknown. */
+int hc_detector_unset_threshold(struct hc_detector *d, const char *name, size_t len);
+
+/* Change the default threshold (makers without their own follow it). */
+int hc_detector_set_default(struct hc_detector *d, double meters);
+
+static inline const struct hc_maker *hc_detector_maker_at(const struct hc_detector *d,
+                                                           unsigned i)
+{
+    return &d->makers[i];
+}
+
+#define HC_VF_ALARM_OFF 0x01    /* operator switched this vehicle's alarm off */
+#define HC_VF_ALARMED   0x02    /* this parking session has raised its alarm */
+
+/* A vehicle's detection state.  Its window follows it in memory, so the
+ * whole record is hc_vehicle_size() bytes and needs no pointers. */
+struct hc_vehicle {
+    int64_t last_ts;            /* newest accepted report; -1 before any */
+    int64_t parked_ts;          /* first position of the session */
+    double parked_lat, parked_lon;
+    uint32_t gen;               /* detector gen the pair count is valid for */
+    uint16_t maker;             /* index into the detector's makers */
+    uint8_t flags;              /* HC_VF_* */
+    uint8_t pad_;
+};
+
+static inline size_t hc_vehicle_size(const struct hc_detector *d)
+{
+    return sizeof(struct hc_vehicle) + hc_window_size(d->cfg.window);
+}
+
+static inline struct hc_window *hc_vehicle_window(struct hc_vehicle *v)
+{
+    return (struct hc_window *)(v + 1);
+}
+
+static inline const struct hc_window *hc_vehicle_window_c(const struct hc_vehicle *v)
+{
+    return (const struct hc_window *)(v + 1);
+}
+
+/* Prepare hc_vehicle_size(d) bytes at v as a vehicle with no session. */
+void hc_vehicle_init(const struct hc_detector *d, struct hc_vehicle *v);
+
+/* Switch the vehicle's alarm on or off.  Switching it back on also starts a
+ * fresh window, so a move made while it was off (staff moving the car) is
+ * never reported when it comes back on. */
+void hc_vehicle_set_alarm(struct hc_vehicle *v, bool on);
+
+#define HC_DETECT_ALARM 1
+
+/* Feed one report to its vehicle.  Returns HC_DETECT_ALARM with *out filled
+ * when this report makes the vehicle moved, 0 when it was taken without an
+ * alarm, or a negative HC_E* when it was rejected (invalid, or not newer
+ * than the vehicle's last report: HC_ESTALE); a rejected report changes
+ * nothing. */
+int hc_detect_step(struct hc_detector *d, struct hc_vehicle *v,
+                   const struct hc_report *r, struct hc_alarm *out);
+
+#endif

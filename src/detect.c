@@ -1,0 +1,269 @@
+/*
+ * detect.c — moved-vehicle detection (see detect.h for the rules).
+ *
+ * The maker table is a fixed array with an open-addressing index over the
+ * names; entries are never removed (unset only drops a maker's own
+ * threshold), so an index held in a vehicle record stays valid.  Every
+ * threshold change bumps d->gen; a vehicle whose pair count was made under
+ * an older generation recounts its window (O(W^2), once) before its next
+ * position is added.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hubcap/detect.h"
+#include "hubcap/error.h"
+#include "hubcap/geo.h"
+#include "hubcap/hash.h"
+
+#define INDEX_SLOTS (2 * HC_MAKERS_MAX)   /* power of two, load <= 1/2 */
+
+void hc_detect_config_default(struct hc_detect_config *c)
+{
+    c->window = 16;
+    c->n1 = 10;
+    c->n2 = 15;
+    c->default_threshold_m = 100.0;
+}
+
+static int threshold_ok(double m)
+{
+    return isfinite(m) && m > 0.0 && m <= HC_THRESHOLD_MAX_M;
+}
+
+int hc_detect_config_check(const struct hc_detect_config *c)
+{
+    if (c->window < 2 || c->window > HC_WINDOW_MAX)
+        return HC_ECONFIG;
+    if (c->n1 < 2 || c->n1 > c->window)
+        return HC_ECONFIG;
+    if (c->n2 >= c->window * (c->window - 1) / 2)
+        return HC_ECONFIG;
+    if (!threshold_ok(c->default_threshold_m))
+        return HC_ETHRESHOLD;
+    return 0;
+}
+
+int hc_report_check(const struct hc_report *r)
+{
+    if (r->vid_len == 0 || r->vid_len > HC_VID_MAX)
+        return HC_EVID;
+    if (r->maker_len > HC_MAKER_MAX)
+        return HC_EMAKER;
+    if (r->ts < 0 || r->ts >= HC_TS_MAX)
+        return HC_ERANGE_TS;
+    if (!hc_geo_valid_lat(r->lat))
+        return HC_ERANGE_LAT;
+    if (!hc_geo_valid_lon(r->lon))
+        return HC_ERANGE_LON;
+    return 0;
+}
+
+static void maker_threshold(struct hc_maker *m, double meters)
+{
+    m->threshold_m = meters;
+    m->limit = hc_geo_chord2_limit(meters);
+}
+
+int hc_detector_init(struct hc_detector *d, const struct hc_detect_config *cfg)
+{
+    int rc = hc_detect_config_check(cfg);
+    if (rc < 0)
+        return rc;
+    memset(d, 0, sizeof(*d));
+    d->cfg = *cfg;
+    d->kernel = hc_kernel_best();
+    d->makers = calloc(HC_MAKERS_MAX, sizeof(*d->makers));
+    d->index = calloc(INDEX_SLOTS, sizeof(*d->index));
+    if (!d->makers || !d->index) {
+        hc_detector_free(d);
+        return -ENOMEM;
+    }
+    d->n_makers = 1;            /* entry 0: the unknown maker, never indexed */
+    maker_threshold(&d->makers[0], cfg->default_threshold_m);
+    return 0;
+}
+
+void hc_detector_free(struct hc_detector *d)
+{
+    if (!d)
+        return;
+    free(d->makers);
+    free(d->index);
+    d->makers = NULL;
+    d->index = NULL;
+}
+
+/* Index slot where name is, or the empty slot where it would go. */
+static size_t index_probe(const struct hc_detector *d, const char *name, size_t len)
+{
+    size_t i = hc_hash(name, len) & (INDEX_SLOTS - 1);
+    for (;;) {
+        uint16_t e = d->index[i];
+        if (e == 0)
+            return i;
+        const struct hc_maker *m = &d->makers[e - 1];
+        if (m->len == len && memcmp(m->name, name, len) == 0)
+            return i;
+        i = (i + 1) & (INDEX_SLOTS - 1);
+    }
+}
+
+int hc_detector_maker(struct hc_detector *d, const char *name, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (len > HC_MAKER_MAX)
+        return HC_EMAKER;
+    size_t slot = index_probe(d, name, len);
+    if (d->index[slot])
+        return d->index[slot] - 1;
+    if (d->n_makers == HC_MAKERS_MAX)
+        return HC_EFULL;
+    unsigned e = d->n_makers++;
+    struct hc_maker *m = &d->makers[e];
+    memcpy(m->name, name, len);
+    m->name[len] = '\0';
+    m->len = (uint8_t)len;
+    maker_threshold(m, d->cfg.default_threshold_m);
+    d->index[slot] = (uint16_t)(e + 1);
+    return (int)e;
+}
+
+int hc_detector_set_threshold(struct hc_detector *d, const char *name,
+                              size_t len, double meters)
+{
+    if (!threshold_ok(meters))
+        return HC_ETHRESHOLD;
+    if (len == 0)
+        return hc_detector_set_default(d, meters);
+    int e = hc_detector_maker(d, name, len);
+    if (e < 0)
+        return e;
+    d->makers[e].own = true;
+    maker_threshold(&d->makers[e], meters);
+    d->gen++;
+    return e;
+}
+
+int hc_detector_unset_threshold(struct hc_detector *d, const char *name, size_t len)
+{
+    if (len == 0 || len > HC_MAKER_MAX)
+        return -ENOENT;
+    size_t slot = index_probe(d, name, len);
+    if (!d->index[slot])
+        return -ENOENT;
+    struct hc_maker *m = &d->makers[d->index[slot] - 1];
+    m->own = false;
+    maker_threshold(m, d->cfg.default_threshold_m);
+    d->gen++;
+    return 0;
+}
+
+int hc_detector_set_default(struct hc_detector *d, double meters)
+{
+    if (!threshold_ok(meters))
+        return HC_ETHRESHOLD;
+    d->cfg.default_threshold_m = meters;
+    for (unsigned i = 0; i < d->n_makers; i++)
+        if (!d->makers[i].own)
+            maker_threshold(&d->makers[i], meters);
+    d->gen++;
+    return 0;
+}
+
+void hc_vehicle_init(const struct hc_detector *d, struct hc_vehicle *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->last_ts = -1;
+    v->gen = d->gen;
+    hc_window_init(hc_vehicle_window(v), d->cfg.window);
+}
+
+void hc_vehicle_set_alarm(struct hc_vehicle *v, bool on)
+{
+    if (on && (v->flags & HC_VF_ALARM_OFF)) {
+        /* New baseline: positions from while the alarm was off may include
+         * a move the operator made on purpose. */
+        hc_window_clear(hc_vehicle_window(v));
+        v->flags &= (uint8_t)~HC_VF_ALARMED;
+    }
+    if (on)
+        v->flags &= (uint8_t)~HC_VF_ALARM_OFF;
+    else
+        v->flags |= HC_VF_ALARM_OFF;
+}
+
+static void fill_alarm(const struct hc_detector *d, const struct hc_vehicle *v,
+                       const struct hc_report *r, struct hc_alarm *a)
+{
+    const struct hc_window *w = hc_vehicle_window_c(v);
+    const struct hc_maker *m = &d->makers[v->maker];
+
+    memcpy(a->vid, r->vid, r->vid_len);
+    a->vid[r->vid_len] = '\0';
+    memcpy(a->maker, m->name, (size_t)m->len + 1);
+    a->threshold_m = m->threshold_m;
+    a->exceeding_pairs = w->pairs;
+    a->window_len = w->len;
+    a->max_distance_m = hc_geo_chord2_to_m(hc_window_max_chord2(w, d->kernel));
+    a->parked_lat = v->parked_lat;
+    a->parked_lon = v->parked_lon;
+    a->parked_ts = v->parked_ts;
+    a->latest_lat = r->lat;
+    a->latest_lon = r->lon;
+    a->latest_ts = r->ts;
+}
+
+int hc_detect_step(struct hc_detector *d, struct hc_vehicle *v,
+                   const struct hc_report *r, struct hc_alarm *out)
+{
+    struct hc_window *w = hc_vehicle_window(v);
+    int rc = hc_report_check(r);
+    if (rc < 0)
+        return rc;
+    if (r->ts <= v->last_ts)
+        return HC_ESTALE;
+
+    if (r->maker_len) {
+        int e = hc_detector_maker(d, r->maker, r->maker_len);
+        if (e < 0) {            /* table full: keep the vehicle's maker */
+            d->makers_overflow++;
+        } else if ((unsigned)e != v->maker) {
+            v->maker = (uint16_t)e;
+            v->gen = d->gen - 1;  /* different threshold: recount below */
+        }
+    }
+    v->last_ts = r->ts;
+
+    if (r->acc) {               /* ignition on: the parking session ends */
+        hc_window_clear(w);
+        v->flags &= (uint8_t)~HC_VF_ALARMED;
+        return 0;
+    }
+
+    double limit = d->makers[v->maker].limit;
+    if (v->gen != d->gen) {
+        hc_window_recount(w, d->kernel, limit);
+        v->gen = d->gen;
+    }
+    if (w->len == 0) {
+        v->parked_lat = r->lat;
+        v->parked_lon = r->lon;
+        v->parked_ts = r->ts;
+    }
+    double p[3];
+    hc_geo_unit(r->lat, r->lon, p);
+    hc_window_push(w, d->kernel, p, limit);
+
+    if ((v->flags & (HC_VF_ALARMED | HC_VF_ALARM_OFF)) == 0 &&
+        w->len >= d->cfg.n1 && w->pairs > d->cfg.n2) {
+        v->flags |= HC_VF_ALARMED;
+        if (out)
+            fill_alarm(d, v, r, out);
+        return HC_DETECT_ALARM;
+    }
+    return 0;
+}

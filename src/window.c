@@ -1,0 +1,86 @@
+/*
+ * window.c — sliding window with incremental pair counting (see window.h).
+ */
+#include <assert.h>
+#include <string.h>
+
+#include "hubcap/window.h"
+
+void hc_window_init(struct hc_window *w, unsigned cap)
+{
+    assert(cap >= 2 && cap <= HC_WINDOW_MAX);
+    memset(w, 0, hc_window_size(cap));
+    w->cap = (uint8_t)cap;
+}
+
+void hc_window_clear(struct hc_window *w)
+{
+    w->len = 0;
+    w->head = 0;
+    w->pairs = 0;
+}
+
+/* Pairs between the point in slot and every other occupied slot. */
+static unsigned row_count(const struct hc_window *w, const struct hc_kernel *k,
+                          unsigned slot, const double p[3], double limit)
+{
+    uint64_t m = k->exceed(hc_window_x(w), hc_window_y(w), hc_window_z(w),
+                           w->len, p, limit);
+    m &= ~((uint64_t)1 << slot);
+    return (unsigned)__builtin_popcountll(m);
+}
+
+static void put(struct hc_window *w, unsigned slot, const double p[3])
+{
+    w->v[slot] = p[0];
+    w->v[w->cap + slot] = p[1];
+    w->v[2 * w->cap + slot] = p[2];
+}
+
+void hc_window_push(struct hc_window *w, const struct hc_kernel *k,
+                    const double p[3], double limit)
+{
+    unsigned slot;
+    if (w->len == w->cap) {
+        double old[3];
+        slot = w->head;
+        hc_window_get(w, slot, old);
+        w->pairs -= row_count(w, k, slot, old, limit);
+        w->head = (uint8_t)(slot + 1 == w->cap ? 0 : slot + 1);
+    } else {
+        /* Until the ring first fills, head stays 0 and slots fill in order. */
+        slot = w->len++;
+    }
+    put(w, slot, p);
+    w->pairs += row_count(w, k, slot, p, limit);
+}
+
+uint32_t hc_window_recount(struct hc_window *w, const struct hc_kernel *k,
+                           double limit)
+{
+    uint32_t pairs = 0;
+    for (unsigned s = 0; s < w->len; s++) {
+        double p[3];
+        hc_window_get(w, s, p);
+        /* Only slots below s, so each unordered pair is counted once. */
+        uint64_t m = k->exceed(hc_window_x(w), hc_window_y(w), hc_window_z(w),
+                               s, p, limit);
+        pairs += (uint32_t)__builtin_popcountll(m);
+    }
+    w->pairs = pairs;
+    return pairs;
+}
+
+double hc_window_max_chord2(const struct hc_window *w, const struct hc_kernel *k)
+{
+    double out[HC_WINDOW_MAX], best = 0.0;
+    for (unsigned s = 1; s < w->len; s++) {
+        double p[3];
+        hc_window_get(w, s, p);
+        k->chord2(hc_window_x(w), hc_window_y(w), hc_window_z(w), s, p, out);
+        for (unsigned i = 0; i < s; i++)
+            if (out[i] > best)
+                best = out[i];
+    }
+    return best;
+}
