@@ -227,7 +227,9 @@ int hc_detect_step(struct hc_detector *d, struct hc_vehicle *v,
     if (r->ts <= v->last_ts)
         return HC_ESTALE;
 
-    if (r->maker_len) {
+    const struct hc_maker *cur = &d->makers[v->maker];
+    if (r->maker_len &&
+        (cur->len != r->maker_len || memcmp(cur->name, r->maker, r->maker_len) != 0)) {
         int e = hc_detector_maker(d, r->maker, r->maker_len);
         if (e < 0) {            /* table full: keep the vehicle's maker */
             d->makers_overflow++;

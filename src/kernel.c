@@ -22,6 +22,22 @@ static uint64_t scalar_exceed(const double *x, const double *y, const double *z,
     return mask;
 }
 
+static unsigned scalar_exceed_count(const double *x, const double *y,
+                                    const double *z, size_t n,
+                                    const double p[3], double limit, uint64_t skip)
+{
+    return (unsigned)__builtin_popcountll(scalar_exceed(x, y, z, n, p, limit) & ~skip);
+}
+
+static void scalar_exceed_count2(const double *x, const double *y,
+                                 const double *z, size_t n, const double out[3],
+                                 const double in[3], double limit, uint64_t skip,
+                                 unsigned *n_out, unsigned *n_in)
+{
+    *n_out = scalar_exceed_count(x, y, z, n, out, limit, skip);
+    *n_in = scalar_exceed_count(x, y, z, n, in, limit, skip);
+}
+
 static void scalar_chord2(const double *x, const double *y, const double *z,
                           size_t n, const double p[3], double *out)
 {
@@ -34,6 +50,8 @@ static void scalar_chord2(const double *x, const double *y, const double *z,
 const struct hc_kernel hc_kernel_scalar = {
     .name = "scalar",
     .exceed = scalar_exceed,
+    .exceed_count = scalar_exceed_count,
+    .exceed_count2 = scalar_exceed_count2,
     .chord2 = scalar_chord2,
 };
 

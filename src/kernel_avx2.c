@@ -10,7 +10,7 @@
 #include "hubcap/geo.h"
 #include "hubcap/kernel.h"
 
-#define AVX2 __attribute__((target("avx2")))
+#define AVX2 __attribute__((target("avx2,popcnt")))
 
 static inline AVX2 __m256d chord2_4(const double *x, const double *y,
                                     const double *z, __m256d px,
@@ -44,6 +44,39 @@ static AVX2 uint64_t avx2_exceed(const double *x, const double *y,
     return mask;
 }
 
+static AVX2 unsigned avx2_exceed_count(const double *x, const double *y,
+                                       const double *z, size_t n,
+                                       const double p[3], double limit, uint64_t skip)
+{
+    return (unsigned)__builtin_popcountll(avx2_exceed(x, y, z, n, p, limit) & ~skip);
+}
+
+static AVX2 void avx2_exceed_count2(const double *x, const double *y,
+                                    const double *z, size_t n, const double out[3],
+                                    const double in[3], double limit, uint64_t skip,
+                                    unsigned *n_out, unsigned *n_in)
+{
+    __m256d ox = _mm256_set1_pd(out[0]), oy = _mm256_set1_pd(out[1]);
+    __m256d oz = _mm256_set1_pd(out[2]), ix = _mm256_set1_pd(in[0]);
+    __m256d iy = _mm256_set1_pd(in[1]), iz = _mm256_set1_pd(in[2]);
+    __m256d lim = _mm256_set1_pd(limit);
+    uint64_t mo = 0, mi = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d so = chord2_4(x + i, y + i, z + i, ox, oy, oz);
+        __m256d si = chord2_4(x + i, y + i, z + i, ix, iy, iz);
+        mo |= (uint64_t)(unsigned)_mm256_movemask_pd(_mm256_cmp_pd(so, lim, _CMP_GT_OQ)) << i;
+        mi |= (uint64_t)(unsigned)_mm256_movemask_pd(_mm256_cmp_pd(si, lim, _CMP_GT_OQ)) << i;
+    }
+    for (; i < n; i++) {
+        double q[3] = { x[i], y[i], z[i] };
+        mo |= (uint64_t)(hc_geo_chord2(q, out) > limit) << i;
+        mi |= (uint64_t)(hc_geo_chord2(q, in) > limit) << i;
+    }
+    *n_out = (unsigned)__builtin_popcountll(mo & ~skip);
+    *n_in = (unsigned)__builtin_popcountll(mi & ~skip);
+}
+
 static AVX2 void avx2_chord2(const double *x, const double *y, const double *z,
                              size_t n, const double p[3], double *out)
 {
@@ -61,5 +94,7 @@ static AVX2 void avx2_chord2(const double *x, const double *y, const double *z,
 const struct hc_kernel hc_kernel_avx2 = {
     .name = "avx2",
     .exceed = avx2_exceed,
+    .exceed_count = avx2_exceed_count,
+    .exceed_count2 = avx2_exceed_count2,
     .chord2 = avx2_chord2,
 };

@@ -177,8 +177,10 @@ int hc_sim_next(struct hc_sim *s, struct hc_report *r, struct hc_sim_truth *t)
     uint32_t vi = s->vehicle;
     struct sim_vehicle *v = &s->v[vi];
     const struct hc_sim_maker *mk = &c->makers[v->maker];
-    /* Sessions are a day apart; fixes interval_s apart within one. */
-    int64_t ts = c->start_ms + (int64_t)s->session * 86400000LL +
+    /* Sessions start a day apart (or further, if a session lasts longer);
+     * fixes are interval_s apart within one. */
+    int64_t span = ((int64_t)c->reports_per_session + 1) * c->interval_s * 1000 + 3600000;
+    int64_t ts = c->start_ms + (int64_t)s->session * (span > 86400000LL ? span : 86400000LL) +
                  (int64_t)s->step * c->interval_s * 1000 + v->phase_ms;
     bool after = false, stray = false;
 

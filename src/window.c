@@ -20,16 +20,6 @@ void hc_window_clear(struct hc_window *w)
     w->pairs = 0;
 }
 
-/* Pairs between the point in slot and every other occupied slot. */
-static unsigned row_count(const struct hc_window *w, const struct hc_kernel *k,
-                          unsigned slot, const double p[3], double limit)
-{
-    uint64_t m = k->exceed(hc_window_x(w), hc_window_y(w), hc_window_z(w),
-                           w->len, p, limit);
-    m &= ~((uint64_t)1 << slot);
-    return (unsigned)__builtin_popcountll(m);
-}
-
 static void put(struct hc_window *w, unsigned slot, const double p[3])
 {
     w->v[slot] = p[0];
@@ -40,19 +30,25 @@ static void put(struct hc_window *w, unsigned slot, const double p[3])
 void hc_window_push(struct hc_window *w, const struct hc_kernel *k,
                     const double p[3], double limit)
 {
-    unsigned slot;
     if (w->len == w->cap) {
+        /* Full: the oldest leaves, p takes its slot.  Neither row counts
+         * the slot itself (old with itself, or p with the point it
+         * replaces); both rows come from one pass over the window. */
         double old[3];
-        slot = w->head;
+        unsigned slot = w->head, n_old, n_new;
         hc_window_get(w, slot, old);
-        w->pairs -= row_count(w, k, slot, old, limit);
+        k->exceed_count2(hc_window_x(w), hc_window_y(w), hc_window_z(w), w->len,
+                         old, p, limit, (uint64_t)1 << slot, &n_old, &n_new);
+        w->pairs = w->pairs - n_old + n_new;
         w->head = (uint8_t)(slot + 1 == w->cap ? 0 : slot + 1);
+        put(w, slot, p);
     } else {
-        /* Until the ring first fills, head stays 0 and slots fill in order. */
-        slot = w->len++;
+        /* Until the ring first fills, head stays 0 and slots fill in order;
+         * p is compared with the len occupied slots before joining them. */
+        w->pairs += k->exceed_count(hc_window_x(w), hc_window_y(w), hc_window_z(w),
+                                    w->len, p, limit, 0);
+        put(w, w->len++, p);
     }
-    put(w, slot, p);
-    w->pairs += row_count(w, k, slot, p, limit);
 }
 
 uint32_t hc_window_recount(struct hc_window *w, const struct hc_kernel *k,
@@ -63,9 +59,8 @@ uint32_t hc_window_recount(struct hc_window *w, const struct hc_kernel *k,
         double p[3];
         hc_window_get(w, s, p);
         /* Only slots below s, so each unordered pair is counted once. */
-        uint64_t m = k->exceed(hc_window_x(w), hc_window_y(w), hc_window_z(w),
-                               s, p, limit);
-        pairs += (uint32_t)__builtin_popcountll(m);
+        pairs += k->exceed_count(hc_window_x(w), hc_window_y(w), hc_window_z(w),
+                                 s, p, limit, 0);
     }
     w->pairs = pairs;
     return pairs;

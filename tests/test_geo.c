@@ -126,3 +126,27 @@ Test(geo, chord_decision_equals_haversine_on_a_million_pairs)
     cr_assert_lt(skipped, 150000, "%ld pairs skipped as ties", skipped);
     cr_assert(above > 100000 && decided - above > 100000, "both outcomes well represented");
 }
+
+Test(geo, fast_sincos_matches_libm)
+{
+    struct hc_rng r;
+    hc_rng_seed(&r, 8);
+    double worst = 0;
+    for (int i = 0; i < 2000000; i++) {
+        double deg = i < 1000 ? (i - 500) * 0.5 : hc_rng_range(&r, -360, 360);
+        double s, c;
+        hc_geo_sincos_deg(deg, &s, &c);
+        double es = sin(deg * HC_DEG2RAD), ec = cos(deg * HC_DEG2RAD);
+        double e = fmax(fabs(s - es), fabs(c - ec));
+        if (e > worst)
+            worst = e;
+    }
+    /* libm itself is within an ulp; together well under 1e-15. */
+    cr_assert_lt(worst, 1e-15, "worst difference %g", worst);
+    /* Exact at the quadrant points. */
+    double s, c;
+    hc_geo_sincos_deg(90, &s, &c);
+    cr_assert(s == 1.0 && c == 0.0);
+    hc_geo_sincos_deg(-180, &s, &c);
+    cr_assert(s == 0.0 && c == -1.0);
+}

@@ -66,6 +66,16 @@ Test(kernel, all_kernels_match_scalar_bit_for_bit)
             cr_assert_eq(mask, want_mask, "%s exceed mask differs at n=%zu", ks[k]->name, m);
             mask = ks[k]->exceed(x, y, z, m, p, limit);
             cr_assert_eq(mask, hc_kernel_scalar.exceed(x, y, z, m, p, limit));
+            uint64_t skip = hc_rng_next(&r);
+            cr_assert_eq(ks[k]->exceed_count(x, y, z, m, p, limit, skip),
+                         (unsigned)__builtin_popcountll(mask & ~skip));
+            /* The two-row pass equals two single rows. */
+            double q[3] = { x[N / 2], y[N / 2], z[N / 2] };
+            unsigned n_out, n_in;
+            ks[k]->exceed_count2(x, y, z, m, q, p, limit, skip, &n_out, &n_in);
+            cr_assert_eq(n_in, (unsigned)__builtin_popcountll(mask & ~skip));
+            cr_assert_eq(n_out, (unsigned)__builtin_popcountll(
+                                    hc_kernel_scalar.exceed(x, y, z, m, q, limit) & ~skip));
         }
         /* The scalar mask itself is the plain definition. */
         for (size_t i = 0; i < m; i++)

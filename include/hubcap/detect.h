@@ -153,6 +153,17 @@ static inline const struct hc_window *hc_vehicle_window_c(const struct hc_vehicl
     return (const struct hc_window *)(v + 1);
 }
 
+/* Start loading v's record into cache ahead of hc_detect_step: a worker
+ * stepping a batch prefetches a few reports ahead, which hides most of the
+ * memory latency of a large fleet (see docs/PERFORMANCE.md). */
+static inline void hc_vehicle_prefetch(const struct hc_detector *d, const struct hc_vehicle *v)
+{
+    const char *p = (const char *)v;
+    size_t n = hc_vehicle_size(d);
+    for (size_t o = 0; o < n; o += 64)
+        __builtin_prefetch(p + o, 1);
+}
+
 /* Prepare hc_vehicle_size(d) bytes at v as a vehicle with no session. */
 void hc_vehicle_init(const struct hc_detector *d, struct hc_vehicle *v);
 

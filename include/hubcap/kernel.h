@@ -28,6 +28,19 @@ struct hc_kernel {
      * fine; mask it off). */
     uint64_t (*exceed)(const double *x, const double *y, const double *z,
                        size_t n, const double p[3], double limit);
+    /* Number of set bits of exceed(...) & ~skip: a window's row count.
+     * (Vector kernels also have a popcount instruction; the baseline
+     * x86-64 does not.) */
+    unsigned (*exceed_count)(const double *x, const double *y, const double *z,
+                             size_t n, const double p[3], double limit,
+                             uint64_t skip);
+    /* One pass for a full window whose point `out` is replaced by `in`:
+     * *n_out = set bits of exceed(.., out, ..) & ~skip and *n_in the same
+     * for in, reading the window once instead of twice. */
+    void (*exceed_count2)(const double *x, const double *y, const double *z,
+                          size_t n, const double out[3], const double in[3],
+                          double limit, uint64_t skip, unsigned *n_out,
+                          unsigned *n_in);
     /* out[i] = squared chord between point i and p, for i < n (any n). */
     void (*chord2)(const double *x, const double *y, const double *z,
                    size_t n, const double p[3], double *out);
