@@ -81,8 +81,9 @@ Test(calib, drift_statistics_equal_brute_force)
         size_t rank = (size_t)ceil(qs[i] * (double)n_all);
         double exact = all[rank - 1];
         double got = hc_drift_quantile_m(&h, qs[i]);
-        /* Rounded up to the bin: never below, at most 0.3 % above. */
-        cr_assert(got >= exact - 1e-9 && got <= exact * 1.003 + 1e-9,
+        /* Rounded up to the bin: never below (but for a micrometre of chord
+         * versus haversine rounding), at most 0.3 % above. */
+        cr_assert(got >= exact - 1e-6 && got <= exact * 1.003 + 1e-6,
                   "q%.3f: histogram %.4f m, exact %.4f m", qs[i], got, exact);
     }
     cr_assert_float_eq(hc_drift_quantile_m(&h, 1.0), brute_max, 1e-6);
