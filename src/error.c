@@ -15,6 +15,10 @@ static const char *const project_msgs[] = {
     [HC_ETHRESHOLD - HC_EBASE] = "threshold must be a finite number of meters in (0, 20000000]",
     [HC_ECONFIG - HC_EBASE] = "detection parameters must satisfy 2 <= n1 <= window <= 64 and n2 < window*(window-1)/2",
     [HC_EFULL - HC_EBASE] = "table is full",
+    [HC_EWIRE - HC_EBASE] = "payload is not one msgpack map or array of maps",
+    [HC_EMISSING - HC_EBASE] = "report lacks one of vid, ts, lat, lon, acc",
+    [HC_ETYPE - HC_EBASE] = "report field has the wrong type (vid: string or unsigned, ts: integer, lat/lon: number, acc: bool, maker: string)",
+    [HC_ESTORE - HC_EBASE] = "state store (LMDB) failed",
 };
 
 const char *hc_strerror(int rc)

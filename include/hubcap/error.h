@@ -20,6 +20,10 @@ enum hc_error {
     HC_ETHRESHOLD,              /* threshold not finite, <= 0 or too large */
     HC_ECONFIG,                 /* detection parameters inconsistent */
     HC_EFULL,                   /* a fixed-capacity table is full */
+    HC_EWIRE,                   /* payload is not valid msgpack of the native format */
+    HC_EMISSING,                /* report lacks vid, ts, lat, lon or acc */
+    HC_ETYPE,                   /* report field has the wrong msgpack type */
+    HC_ESTORE,                  /* LMDB failed (details in the log) */
     HC_ELAST
 };
 
