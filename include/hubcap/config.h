@@ -1,0 +1,114 @@
+/*
+ * config.h — hubcapd's settings: built-in defaults, then an INI file
+ * (--config FILE), then --set section.key=value options, then derived
+ * values and cross-checks (hc_config_finish).
+ *
+ * Every key is one row of a declarative table in config.c (section, key,
+ * type, default text, offsetof, range, help); that one row drives the
+ * defaults, parsing, validation, --help, docs/CONFIG.md and
+ * hc_config_write, so no key is handled in two places.  Invariants: after
+ * any successful call every field is within its documented range; a failed
+ * load or set leaves the struct exactly as it was; strings are NUL-terminated
+ * and zero-filled to the end of their array, so two configs built by the
+ * same steps compare equal with memcmp.
+ *
+ * Threading: the main thread fills a struct hc_config at start-up, before
+ * other threads exist, and hands copies (or parts) to them.  Nothing here
+ * keeps state between calls: separate structs may be used from separate
+ * threads.
+ */
+#ifndef HUBCAP_CONFIG_H
+#define HUBCAP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "hubcap/detect.h"
+#include "hubcap/log.h"
+
+#define HC_CONFIG_PATH_MAX       4096   /* bytes in data_dir, with the NUL */
+#define HC_CONFIG_THRESHOLDS_MAX 256    /* makers with their own threshold */
+#define HC_CONFIG_WORKERS_MAX    64
+
+/* One [thresholds] entry: a maker's own drift threshold. */
+struct hc_config_threshold {
+    char maker[HC_MAKER_MAX + 1];       /* 1..32 bytes, NUL-terminated */
+    double meters;                      /* finite, > 0, <= 20000000 */
+};
+
+struct hc_config {
+    /* [core] */
+    char data_dir[HC_CONFIG_PATH_MAX];  /* LMDB shards, alarms.log, control socket */
+    unsigned workers;                   /* 0: online cores - 1 (finish resolves) */
+    int log_level;                      /* HC_LOG_ERROR .. HC_LOG_DEBUG */
+    /* [msgpack] */
+    char msgpack_bind[64];              /* IPv4 address literal */
+    unsigned msgpack_port;              /* 0: any free port */
+    bool msgpack_tcp;
+    bool msgpack_udp;
+    unsigned max_payload;               /* bytes */
+    unsigned max_connections;
+    /* [detect] */
+    unsigned window;                    /* W */
+    unsigned n1;                        /* N1 */
+    unsigned n2;                        /* N2; 0: window - 1 (finish resolves) */
+    double default_threshold_m;
+    /* [store] */
+    unsigned commit_interval_ms;
+    unsigned sync_interval_ms;          /* 0: fsync every commit */
+    unsigned map_size_mb;
+    /* [ring] */
+    unsigned ring_size;                 /* power of two */
+    /* [thresholds] */
+    unsigned n_thresholds;
+    struct hc_config_threshold thresholds[HC_CONFIG_THRESHOLDS_MAX];
+};
+
+/* Fill c with the defaults of every key (docs/CONFIG.md) and no per-maker
+ * thresholds.  The whole struct, padding included, is zeroed first. */
+void hc_config_defaults(struct hc_config *c);
+
+/* Apply the INI file at path on top of *c.  Keys are written without their
+ * section prefix inside [section] blocks; a key given twice keeps the last
+ * value.  Returns 0, or -1 with a one-line message in err (always
+ * NUL-terminated when errlen > 0) such as
+ *   "hubcap.ini:12: unknown key 'detect.windw' (see hubcapd --help)"
+ *   "hubcap.ini:7: detect.window must be a whole number from 2 to 64, not 'abc'"
+ *   "cannot open hubcap.ini: No such file or directory"
+ * and *c unchanged.  Lines are limited to 198 bytes by inih. */
+int hc_config_load(struct hc_config *c, const char *path, char *err, size_t errlen);
+
+/* Apply one "section.key=value" (the --set option), e.g. "msgpack.port=0"
+ * or "thresholds.acme=35"; spaces around key and value are ignored.  Same
+ * validation and messages as a file, without "file:line: ".  Returns 0, or
+ * -1 with err and *c unchanged. */
+int hc_config_set(struct hc_config *c, const char *assignment, char *err, size_t errlen);
+
+/* Call once after all loads and sets.  Resolves derived values (workers 0
+ * -> online cores - 1, at least 1, at most 64; detect.n2 0 -> window - 1),
+ * then cross-checks the keys that depend on each other (window, n1, n2 and
+ * the default threshold through hc_detect_config_check; ring.size a power
+ * of two) and every numeric range again, in case a caller wrote a field
+ * directly.
+ * Returns 0, or -1 with err and *c unchanged. */
+int hc_config_finish(struct hc_config *c, char *err, size_t errlen);
+
+/* Print every key — name, default, range, meaning — for hubcapd --help. */
+void hc_config_help(FILE *f);
+
+/* Print the full text of docs/CONFIG.md (tests check the committed file is
+ * exactly this output). */
+void hc_config_markdown(FILE *f);
+
+/* Print *c as an INI file that hc_config_load reads back to the same
+ * values: every key, in table order, doubles with enough digits to round
+ * trip.  A data_dir longer than fits on an inih line (about 185 bytes)
+ * makes a file that load refuses with "line is longer than ...". */
+void hc_config_write(const struct hc_config *c, FILE *f);
+
+/* "error", "warn", "info" or "debug"; "unknown" for any other level.
+ * Never NULL; the string is static. */
+const char *hc_log_level_name(int level);
+
+#endif

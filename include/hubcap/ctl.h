@@ -1,0 +1,51 @@
+/*
+ * ctl.h — the control socket: a Unix stream socket (mode 0600) where each
+ * request is one JSON object on one line and each answer is one JSON
+ * object on one line, so scripts and socat can use it.
+ *
+ *   -> {"cmd":"stats"}
+ *   <- {"ok":true,"stats":{...}}
+ *   -> {"cmd":"nope"}
+ *   <- {"ok":false,"error":"unknown command 'nope' (try: status, stats)"}
+ *
+ * Only the owner of the daemon's user id (or root) may connect.  Served by
+ * the main thread from its poll loop; the handler runs there too.
+ */
+#ifndef HUBCAP_CTL_H
+#define HUBCAP_CTL_H
+
+#include <jansson.h>
+#include <poll.h>
+
+#define HC_CTL_MAX_CLIENTS 16
+#define HC_CTL_MAX_REQUEST 65536
+
+/* Answer one request: return a new JSON object (the server adds "ok"). Set
+ * *error (static string or owned by the handler for the call) to refuse. */
+typedef json_t *(*hc_ctl_handler)(void *ctx, const char *cmd, json_t *req, const char **error);
+
+struct hc_ctl_client {
+    int fd;
+    size_t len;
+    char *buf;
+};
+
+struct hc_ctl {
+    int fd;
+    char path[4200];
+    hc_ctl_handler handler;
+    void *ctx;
+    struct hc_ctl_client clients[HC_CTL_MAX_CLIENTS];
+};
+
+/* Listen on path (an old socket file there is replaced). 0 or -errno. */
+int hc_ctl_open(struct hc_ctl *c, const char *path, hc_ctl_handler h, void *ctx);
+void hc_ctl_close(struct hc_ctl *c);
+
+/* Fill pfd with the descriptors to poll; returns how many (<= 1 + max). */
+int hc_ctl_pollfds(const struct hc_ctl *c, struct pollfd *pfd);
+
+/* Handle whatever poll reported on those descriptors. */
+void hc_ctl_serve(struct hc_ctl *c, const struct pollfd *pfd, int n);
+
+#endif

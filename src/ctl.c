@@ -1,0 +1,203 @@
+/*
+ * ctl.c — the control socket server (see ctl.h).
+ *
+ * Clients are non-blocking; a request is complete at its newline.  A
+ * request larger than HC_CTL_MAX_REQUEST, or one that is not a JSON object
+ * with a string "cmd", is answered with an error and changes nothing.
+ * Answers are written with a blocking send of one line (they are small).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "hubcap/ctl.h"
+#include "hubcap/log.h"
+
+int hc_ctl_open(struct hc_ctl *c, const char *path, hc_ctl_handler h, void *ctx)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    memset(c, 0, sizeof(*c));
+    c->fd = -1;
+    for (int i = 0; i < HC_CTL_MAX_CLIENTS; i++)
+        c->clients[i].fd = -1;
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    snprintf(c->path, sizeof(c->path), "%s", path);
+    strcpy(sa.sun_path, path);
+    c->handler = h;
+    c->ctx = ctx;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    unlink(path);
+    mode_t old = umask(0077);   /* created 0600: only our user */
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc < 0 || listen(fd, 16) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    c->fd = fd;
+    return 0;
+}
+
+static void client_drop(struct hc_ctl_client *cl)
+{
+    if (cl->fd >= 0)
+        close(cl->fd);
+    free(cl->buf);
+    cl->fd = -1;
+    cl->buf = NULL;
+    cl->len = 0;
+}
+
+void hc_ctl_close(struct hc_ctl *c)
+{
+    if (!c || c->fd < 0)
+        return;
+    for (int i = 0; i < HC_CTL_MAX_CLIENTS; i++)
+        client_drop(&c->clients[i]);
+    close(c->fd);
+    unlink(c->path);
+    c->fd = -1;
+}
+
+int hc_ctl_pollfds(const struct hc_ctl *c, struct pollfd *pfd)
+{
+    int n = 0;
+    pfd[n++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+    for (int i = 0; i < HC_CTL_MAX_CLIENTS; i++)
+        if (c->clients[i].fd >= 0)
+            pfd[n++] = (struct pollfd){ .fd = c->clients[i].fd, .events = POLLIN };
+    return n;
+}
+
+static void reply(int fd, json_t *ans)
+{
+    char *s = json_dumps(ans, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    if (s) {
+        size_t len = strlen(s);
+        s[len] = '\n';      /* json_dumps leaves room for the NUL we replace */
+        int fl = fcntl(fd, F_GETFL);
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+        ssize_t w = send(fd, s, len + 1, MSG_NOSIGNAL);
+        (void)w;
+        fcntl(fd, F_SETFL, fl);
+        free(s);
+    }
+    json_decref(ans);
+}
+
+static json_t *refuse(const char *msg)
+{
+    return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+static void handle(struct hc_ctl *c, int fd, const char *line)
+{
+    json_error_t jerr;
+    json_t *req = json_loads(line, 0, &jerr);
+    const char *cmd = req ? json_string_value(json_object_get(req, "cmd")) : NULL;
+    if (!req || !json_is_object(req) || !cmd) {
+        reply(fd, refuse("a request is one JSON object with a string \"cmd\", on one line"));
+        json_decref(req);
+        return;
+    }
+    const char *error = NULL;
+    json_t *ans = c->handler(c->ctx, cmd, req, &error);
+    if (error) {
+        json_decref(ans);
+        reply(fd, refuse(error));
+    } else {
+        if (!ans)
+            ans = json_object();
+        json_object_set_new(ans, "ok", json_true());
+        reply(fd, ans);
+    }
+    json_decref(req);
+}
+
+static void accept_clients(struct hc_ctl *c)
+{
+    for (;;) {
+        int fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0)
+            return;
+        struct ucred cr;
+        socklen_t len = sizeof(cr);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
+            (cr.uid != 0 && cr.uid != getuid())) {
+            reply(fd, refuse("permission denied: connect as the daemon's user or root"));
+            close(fd);
+            continue;
+        }
+        int slot = -1;
+        for (int i = 0; i < HC_CTL_MAX_CLIENTS && slot < 0; i++)
+            if (c->clients[i].fd < 0)
+                slot = i;
+        if (slot < 0) {
+            reply(fd, refuse("too many control connections; try again"));
+            close(fd);
+            continue;
+        }
+        c->clients[slot].fd = fd;
+    }
+}
+
+static void read_client(struct hc_ctl *c, struct hc_ctl_client *cl)
+{
+    char tmp[4096];
+    ssize_t n = recv(cl->fd, tmp, sizeof(tmp), 0);
+    if (n <= 0) {
+        if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            client_drop(cl);
+        return;
+    }
+    if (cl->len + (size_t)n > HC_CTL_MAX_REQUEST) {
+        reply(cl->fd, refuse("request too large (at most 65536 bytes)"));
+        client_drop(cl);
+        return;
+    }
+    char *b = realloc(cl->buf, cl->len + (size_t)n + 1);
+    if (!b) {
+        client_drop(cl);
+        return;
+    }
+    cl->buf = b;
+    memcpy(cl->buf + cl->len, tmp, (size_t)n);
+    cl->len += (size_t)n;
+    cl->buf[cl->len] = '\0';
+    char *nl;
+    while (cl->fd >= 0 && (nl = memchr(cl->buf, '\n', cl->len))) {
+        *nl = '\0';
+        handle(c, cl->fd, cl->buf);
+        size_t rest = cl->len - (size_t)(nl + 1 - cl->buf);
+        memmove(cl->buf, nl + 1, rest);
+        cl->len = rest;
+        cl->buf[cl->len] = '\0';
+    }
+}
+
+void hc_ctl_serve(struct hc_ctl *c, const struct pollfd *pfd, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (!pfd[i].revents)
+            continue;
+        if (pfd[i].fd == c->fd) {
+            accept_clients(c);
+            continue;
+        }
+        for (int k = 0; k < HC_CTL_MAX_CLIENTS; k++)
+            if (c->clients[k].fd == pfd[i].fd) {
+                read_client(c, &c->clients[k]);
+                break;
+            }
+    }
+}

@@ -1,0 +1,819 @@
+/*
+ * front.c — the io_uring front thread (see front.h).
+ *
+ * Event loop (liburing style): submit-and-wait, walk the completion batch,
+ * dispatch on the typed user_data (kind, connection slot, generation),
+ * advance.  Then retry connections whose reports wait for ring room, re-arm
+ * receives that stopped for lack of buffers, and ring the doorbell of every
+ * worker that got records in this round.
+ *
+ * A connection's input is a queue of buffer slices (provided-buffer id,
+ * offset, length).  A slice is consumed by the framer; a frame lying wholly
+ * inside one slice is decoded in place, otherwise it is copied into the
+ * connection's reassembly buffer (at most max_payload bytes).  Decoding
+ * runs to the end of the frame at once; reports that find their ring full
+ * are copied to the connection's stalled list, in order, and everything
+ * after them on that connection waits until they are delivered.  So the
+ * order of a vehicle's reports is the order they arrived on a connection.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "hubcap/error.h"
+#include "hubcap/front.h"
+#include "hubcap/hash.h"
+#include "hubcap/log.h"
+#include "hubcap/timefmt.h"
+
+#define TBUF_SIZE (64 * 1024)       /* TCP receive buffers */
+#define TBUF_COUNT 256
+#define UBUF_SIZE (65536 + 256)     /* a whole datagram plus recvmsg header */
+#define UBUF_COUNT 128
+#define TCP_GROUP 0
+#define UDP_GROUP 1
+
+enum ud_kind { UD_ACCEPT = 1, UD_RECV, UD_UDP, UD_STOP, UD_CANCEL };
+
+static inline uint64_t ud_make(enum ud_kind kind, uint32_t slot, uint32_t gen)
+{
+    return (uint64_t)kind << 56 | (uint64_t)(gen & 0xffffff) << 32 | slot;
+}
+static inline enum ud_kind ud_kind(uint64_t ud) { return (enum ud_kind)(ud >> 56); }
+static inline uint32_t ud_slot(uint64_t ud) { return (uint32_t)ud; }
+static inline uint32_t ud_gen(uint64_t ud) { return (uint32_t)(ud >> 32) & 0xffffff; }
+
+struct slice {
+    uint16_t bid;
+    uint32_t off, len;
+};
+
+struct hc_conn {
+    int fd;
+    uint32_t gen;
+    uint8_t open;
+    uint8_t armed;          /* a multishot recv is outstanding */
+    uint8_t eof;            /* the peer closed its side */
+    uint8_t waiting;        /* counted in n_waiting */
+    uint8_t hdr[4];
+    uint8_t hdr_have;
+    uint32_t need, have;    /* current frame: payload length, bytes copied */
+    uint8_t *buf;           /* reassembly buffer */
+    uint32_t buf_cap;
+    struct slice *pend;     /* received, not yet consumed */
+    uint32_t pend_head, pend_n, pend_cap;
+    struct hc_report *stalled;
+    uint32_t stalled_off, n_stalled, stalled_cap;
+    char peer[64];
+};
+
+#define STAT_ADD(f, field, n) \
+    __atomic_store_n(&(f)->stats.field, (f)->stats.field + (n), __ATOMIC_RELAXED)
+
+void hc_front_read_stats(const struct hc_front *f, struct hc_front_stats *out)
+{
+    const uint64_t *src = (const uint64_t *)&f->stats;
+    uint64_t *dst = (uint64_t *)out;
+    for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}
+
+static struct io_uring_sqe *sqe_get(struct hc_front *f)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&f->ring);
+    if (!sqe) {
+        io_uring_submit(&f->ring);
+        sqe = io_uring_get_sqe(&f->ring);
+    }
+    return sqe;     /* non-NULL after a submit: the SQ was just emptied */
+}
+
+/* ---- buffers ------------------------------------------------------------ */
+
+static struct io_uring_buf_ring *buf_ring_setup(struct hc_front *f, unsigned count, int gid,
+                                                unsigned char **bufs, size_t size)
+{
+    size_t rsz = count * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, rsz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED)
+        return NULL;
+    struct io_uring_buf_ring *br = mem;
+    io_uring_buf_ring_init(br);
+    struct io_uring_buf_reg reg = { .ring_addr = (unsigned long)br, .ring_entries = count,
+                                    .bgid = (uint16_t)gid };
+    int rc = io_uring_register_buf_ring(&f->ring, &reg, 0);
+    if (rc < 0) {
+        munmap(mem, rsz);
+        errno = -rc;
+        return NULL;
+    }
+    *bufs = malloc(count * size);
+    if (!*bufs)
+        return NULL;
+    for (unsigned i = 0; i < count; i++)
+        io_uring_buf_ring_add(br, *bufs + i * size, (unsigned)size, (unsigned short)i,
+                              io_uring_buf_ring_mask(count), (int)i);
+    io_uring_buf_ring_advance(br, (int)count);
+    return br;
+}
+
+static void tbuf_recycle(struct hc_front *f, uint16_t bid)
+{
+    io_uring_buf_ring_add(f->tbr, f->tbufs + (size_t)bid * TBUF_SIZE, TBUF_SIZE, bid,
+                          io_uring_buf_ring_mask(TBUF_COUNT), 0);
+    io_uring_buf_ring_advance(f->tbr, 1);
+}
+
+static void ubuf_recycle(struct hc_front *f, uint16_t bid)
+{
+    io_uring_buf_ring_add(f->ubr, f->ubufs + (size_t)bid * UBUF_SIZE, UBUF_SIZE, bid,
+                          io_uring_buf_ring_mask(UBUF_COUNT), 0);
+    io_uring_buf_ring_advance(f->ubr, 1);
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+static inline unsigned owner(const struct hc_front *f, const struct hc_report *r)
+{
+    return (unsigned)(hc_hash(r->vid, r->vid_len) % f->nworkers);
+}
+
+static inline int route(struct hc_front *f, const struct hc_report *r)
+{
+    unsigned w = owner(f, r);
+    if (!hc_ring_push(f->rings[w], r))
+        return 0;
+    f->kick[w] = 1;
+    return 1;
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static void arm_recv(struct hc_front *f, struct hc_conn *c, uint32_t slot)
+{
+    struct io_uring_sqe *sqe = sqe_get(f);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = TCP_GROUP;
+    io_uring_sqe_set_data64(sqe, ud_make(UD_RECV, slot, c->gen));
+    c->armed = 1;
+}
+
+static void disarm_recv(struct hc_front *f, struct hc_conn *c, uint32_t slot)
+{
+    struct io_uring_sqe *sqe = sqe_get(f);
+    io_uring_prep_cancel64(sqe, ud_make(UD_RECV, slot, c->gen), 0);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_CANCEL, slot, c->gen));
+}
+
+static void set_waiting(struct hc_front *f, struct hc_conn *c, int on)
+{
+    if (on && !c->waiting)
+        f->n_waiting++;
+    else if (!on && c->waiting)
+        f->n_waiting--;
+    c->waiting = (uint8_t)on;
+}
+
+static void conn_close(struct hc_front *f, uint32_t slot, const char *why, int level)
+{
+    struct hc_conn *c = &f->conns[slot];
+    if (!c->open)
+        return;
+    if (why)
+        hc_log(level, "front", "closing %s: %s", c->peer, why);
+    /* Shut the socket so an outstanding recv completes; its CQE (stale
+     * generation) only returns its buffer. */
+    shutdown(c->fd, SHUT_RDWR);
+    close(c->fd);
+    for (uint32_t i = 0; i < c->pend_n; i++)
+        tbuf_recycle(f, c->pend[(c->pend_head + i) % c->pend_cap].bid);
+    if (c->n_stalled > c->stalled_off)
+        STAT_ADD(f, lost, c->n_stalled - c->stalled_off);
+    set_waiting(f, c, 0);
+    free(c->buf);
+    free(c->pend);
+    free(c->stalled);
+    uint32_t gen = c->gen + 1;
+    memset(c, 0, sizeof(*c));
+    c->gen = gen;
+    c->fd = -1;
+    f->free_conns[f->n_free++] = slot;
+    STAT_ADD(f, closed, 1);
+}
+
+static int stall(struct hc_conn *c, const struct hc_report *r)
+{
+    if (c->n_stalled == c->stalled_cap) {
+        uint32_t cap = c->stalled_cap ? c->stalled_cap * 2 : 256;
+        struct hc_report *s = realloc(c->stalled, cap * sizeof(*s));
+        if (!s)
+            return -ENOMEM;
+        c->stalled = s;
+        c->stalled_cap = cap;
+    }
+    c->stalled[c->n_stalled++] = *r;
+    return 0;
+}
+
+/* Deliver stalled reports in order; 1 when none are left. */
+static int flush_stalled(struct hc_front *f, struct hc_conn *c)
+{
+    while (c->stalled_off < c->n_stalled) {
+        if (!route(f, &c->stalled[c->stalled_off]))
+            return 0;
+        c->stalled_off++;
+    }
+    c->stalled_off = c->n_stalled = 0;
+    if (c->stalled_cap > 4096) {    /* a burst is over: give the memory back */
+        free(c->stalled);
+        c->stalled = NULL;
+        c->stalled_cap = 0;
+    }
+    return 1;
+}
+
+enum { FEED_OK, FEED_STALL, FEED_ERROR };
+
+/* Decode one whole payload; reports that do not fit stall on c. */
+static int decode_frame(struct hc_front *f, struct hc_conn *c, const uint8_t *p, uint32_t n)
+{
+    struct hc_report r;
+    int rc = hc_wire_open(&f->wire, p, n);
+    if (rc < 0)
+        return FEED_ERROR;
+    STAT_ADD(f, frames, 1);
+    uint64_t ok = 0, bad = 0;
+    while ((rc = hc_wire_next(&f->wire, &r)) != 0) {
+        if (rc < 0) {
+            bad++;
+            continue;
+        }
+        ok++;
+        if (c->n_stalled || !route(f, &r))
+            if (stall(c, &r) < 0)
+                return FEED_ERROR;
+    }
+    STAT_ADD(f, reports, ok);
+    if (bad)
+        STAT_ADD(f, rejected, bad);
+    return c->n_stalled ? FEED_STALL : FEED_OK;
+}
+
+/* Feed bytes to c's framer.  Stops after a frame whose reports stalled.
+ * *used: bytes consumed.  On FEED_ERROR, *why says what was wrong. */
+static int feed(struct hc_front *f, struct hc_conn *c, const uint8_t *p, uint32_t len,
+                uint32_t *used, const char **why)
+{
+    uint32_t at = 0;
+    int rc = FEED_OK;
+    while (at < len && rc == FEED_OK) {
+        if (c->hdr_have < 4) {
+            while (c->hdr_have < 4 && at < len)
+                c->hdr[c->hdr_have++] = p[at++];
+            if (c->hdr_have < 4)
+                break;
+            c->need = hc_wire_frame_length(c->hdr);
+            c->have = 0;
+            if (c->need > f->cfg->max_payload) {
+                STAT_ADD(f, oversized, 1);
+                *why = "frame larger than msgpack.max_payload";
+                return FEED_ERROR;
+            }
+            if (c->need == 0) {
+                STAT_ADD(f, malformed, 1);
+                *why = "empty frame";
+                return FEED_ERROR;
+            }
+            continue;
+        }
+        uint32_t left = len - at;
+        if (c->have == 0 && left >= c->need) {          /* whole frame here */
+            rc = decode_frame(f, c, p + at, c->need);
+            at += c->need;
+        } else {
+            if (c->buf_cap < c->need) {
+                uint8_t *b = realloc(c->buf, c->need);
+                if (!b) {
+                    *why = "out of memory for a frame";
+                    return FEED_ERROR;
+                }
+                c->buf = b;
+                c->buf_cap = c->need;
+            }
+            uint32_t take = c->need - c->have < left ? c->need - c->have : left;
+            memcpy(c->buf + c->have, p + at, take);
+            c->have += take;
+            at += take;
+            if (c->have < c->need)
+                break;
+            rc = decode_frame(f, c, c->buf, c->need);
+            if (c->buf_cap > TBUF_SIZE) {   /* keep only small buffers around */
+                free(c->buf);
+                c->buf = NULL;
+                c->buf_cap = 0;
+            }
+        }
+        if (rc == FEED_ERROR) {
+            STAT_ADD(f, malformed, 1);
+            *why = "malformed msgpack payload";
+            return FEED_ERROR;
+        }
+        c->hdr_have = 0;
+    }
+    *used = at;
+    return rc;
+}
+
+/* Make progress on c's input; pauses or resumes its recv as needed. */
+static void pump(struct hc_front *f, uint32_t slot)
+{
+    struct hc_conn *c = &f->conns[slot];
+    const char *why = NULL;
+    int stalled = c->n_stalled && !flush_stalled(f, c);
+    while (!stalled && c->pend_n) {
+        struct slice *s = &c->pend[c->pend_head];
+        uint32_t used = 0;
+        int rc = feed(f, c, f->tbufs + (size_t)s->bid * TBUF_SIZE + s->off, s->len, &used, &why);
+        if (rc == FEED_ERROR) {
+            conn_close(f, slot, why, HC_LOG_WARN);
+            return;
+        }
+        s->off += used;
+        s->len -= used;
+        if (s->len == 0) {
+            tbuf_recycle(f, s->bid);
+            c->pend_head = (c->pend_head + 1) % c->pend_cap;
+            c->pend_n--;
+        }
+        stalled = rc == FEED_STALL;
+    }
+    if (stalled) {
+        if (!c->waiting)
+            STAT_ADD(f, paused, 1);
+        set_waiting(f, c, 1);
+        if (c->armed)
+            disarm_recv(f, c, slot);    /* TCP flow control takes over */
+        return;
+    }
+    set_waiting(f, c, 0);
+    if (c->eof) {
+        if (c->hdr_have)
+            hc_debug("front", "%s closed in the middle of a frame", c->peer);
+        conn_close(f, slot, NULL, HC_LOG_DEBUG);
+    } else if (!c->armed) {
+        arm_recv(f, c, slot);
+    }
+}
+
+static int pend_push(struct hc_conn *c, uint16_t bid, uint32_t len)
+{
+    if (c->pend_n == c->pend_cap) {
+        uint32_t cap = c->pend_cap ? c->pend_cap * 2 : 8;
+        struct slice *p = malloc(cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < c->pend_n; i++)
+            p[i] = c->pend[(c->pend_head + i) % c->pend_cap];
+        free(c->pend);
+        c->pend = p;
+        c->pend_head = 0;
+        c->pend_cap = cap;
+    }
+    c->pend[(c->pend_head + c->pend_n) % c->pend_cap] = (struct slice){ bid, 0, len };
+    c->pend_n++;
+    return 0;
+}
+
+static void on_recv(struct hc_front *f, struct io_uring_cqe *cqe)
+{
+    uint32_t slot = ud_slot(cqe->user_data);
+    struct hc_conn *c = slot < f->max_conns ? &f->conns[slot] : NULL;
+    int has_buf = cqe->flags & IORING_CQE_F_BUFFER;
+    uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+
+    if (!c || !c->open || c->gen != ud_gen(cqe->user_data)) {  /* stale */
+        if (has_buf)
+            tbuf_recycle(f, bid);
+        return;
+    }
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        c->armed = 0;
+    if (cqe->res > 0 && has_buf) {
+        STAT_ADD(f, bytes, (uint64_t)cqe->res);
+        if (pend_push(c, bid, (uint32_t)cqe->res) < 0) {
+            tbuf_recycle(f, bid);
+            conn_close(f, slot, "out of memory", HC_LOG_ERROR);
+            return;
+        }
+    } else if (cqe->res == 0) {
+        c->eof = 1;
+    } else if (cqe->res == -ENOBUFS) {
+        f->starved = 1;     /* re-armed once buffers come back */
+        return;
+    } else if (cqe->res == -ECANCELED) {
+        /* We paused it; if the reports it waited for went out meanwhile,
+         * pump() below re-arms it. */
+    } else if (cqe->res < 0) {
+        conn_close(f, slot, strerror(-cqe->res), HC_LOG_DEBUG);
+        return;
+    }
+    if (!c->waiting)
+        pump(f, slot);
+}
+
+static void arm_accept(struct hc_front *f)
+{
+    struct io_uring_sqe *sqe = sqe_get(f);
+    io_uring_prep_multishot_accept(sqe, f->tcp_fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_ACCEPT, 0, 0));
+}
+
+static void on_accept(struct hc_front *f, struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE) && f->tcp_fd >= 0)
+        arm_accept(f);
+    if (cqe->res < 0) {
+        if (cqe->res != -ECANCELED)
+            hc_warn("front", "accept: %s", strerror(-cqe->res));
+        return;
+    }
+    int fd = cqe->res;
+    if (f->n_free == 0) {
+        close(fd);
+        STAT_ADD(f, refused, 1);
+        hc_warn("front", "refused a connection: msgpack.max_connections (%u) reached",
+                f->max_conns);
+        return;
+    }
+    uint32_t slot = f->free_conns[--f->n_free];
+    struct hc_conn *c = &f->conns[slot];
+    c->fd = fd;
+    c->open = 1;
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    char ip[INET_ADDRSTRLEN] = "?";
+    if (getpeername(fd, (struct sockaddr *)&sa, &sl) == 0)
+        inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip));
+    snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, ntohs(sa.sin_port));
+    STAT_ADD(f, accepted, 1);
+    arm_recv(f, c, slot);
+}
+
+/* ---- UDP ---------------------------------------------------------------- */
+
+static void arm_udp(struct hc_front *f)
+{
+    struct io_uring_sqe *sqe = sqe_get(f);
+    io_uring_prep_recvmsg_multishot(sqe, f->udp_fd, &f->udp_msg, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = UDP_GROUP;
+    io_uring_sqe_set_data64(sqe, ud_make(UD_UDP, 0, 0));
+}
+
+static void on_udp(struct hc_front *f, struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE) && f->udp_fd >= 0 && cqe->res != -ENOBUFS)
+        arm_udp(f);
+    if (!(cqe->flags & IORING_CQE_F_BUFFER)) {
+        if (cqe->res == -ENOBUFS)
+            f->starved = 1;
+        else if (cqe->res < 0 && cqe->res != -ECANCELED)
+            hc_warn("front", "udp receive: %s", strerror(-cqe->res));
+        return;
+    }
+    uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    unsigned char *buf = f->ubufs + (size_t)bid * UBUF_SIZE;
+    STAT_ADD(f, udp_datagrams, 1);
+    struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(buf, cqe->res, &f->udp_msg);
+    if (!o || (o->flags & MSG_TRUNC)) {
+        STAT_ADD(f, udp_malformed, 1);
+        ubuf_recycle(f, bid);
+        return;
+    }
+    const void *payload = io_uring_recvmsg_payload(o, &f->udp_msg);
+    unsigned plen = io_uring_recvmsg_payload_length(o, cqe->res, &f->udp_msg);
+    int rc = plen <= f->cfg->max_payload ? hc_wire_open(&f->wire, payload, plen) : HC_EWIRE;
+    if (rc < 0) {
+        STAT_ADD(f, udp_malformed, 1);
+        ubuf_recycle(f, bid);
+        return;
+    }
+    /* Decode the whole datagram, then queue all of it or none of it. */
+    unsigned n = 0, bad = 0;
+    memset(f->count, 0, f->nworkers * sizeof(*f->count));
+    while ((rc = hc_wire_next(&f->wire, &f->staging[n])) != 0) {
+        if (rc < 0) {
+            bad++;
+            continue;
+        }
+        f->staging_worker[n] = owner(f, &f->staging[n]);
+        f->count[f->staging_worker[n]]++;
+        n++;
+    }
+    ubuf_recycle(f, bid);
+    if (bad)
+        STAT_ADD(f, rejected, bad);
+    for (unsigned w = 0; w < f->nworkers; w++)
+        if (f->count[w] > hc_ring_room(f->rings[w])) {
+            STAT_ADD(f, udp_dropped, 1);
+            return;
+        }
+    for (unsigned i = 0; i < n; i++) {
+        hc_ring_push(f->rings[f->staging_worker[i]], &f->staging[i]);
+        f->kick[f->staging_worker[i]] = 1;
+    }
+    STAT_ADD(f, reports, n);
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
+static int bind_socket(int type, const char *addr, unsigned port, int *fd_out, uint16_t *bound)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
+        return -EINVAL;
+    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (type == SOCK_DGRAM) {
+        int rcvbuf = 8 << 20;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        (type == SOCK_STREAM && listen(fd, 1024) < 0)) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    socklen_t sl = sizeof(sa);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    *bound = ntohs(sa.sin_port);
+    *fd_out = fd;
+    return 0;
+}
+
+int hc_front_open(struct hc_front *f, const struct hc_config *cfg, struct hc_ring **rings,
+                  struct hc_wake **wakes, unsigned nworkers, int *done)
+{
+    int rc;
+    memset(f, 0, sizeof(*f));
+    f->cfg = cfg;
+    f->rings = rings;
+    f->wakes = wakes;
+    f->nworkers = nworkers;
+    f->done = done;
+    f->cpu = -1;
+    f->tcp_fd = f->udp_fd = -1;
+    f->stop.fd = -1;
+
+    if (cfg->msgpack_tcp) {
+        rc = bind_socket(SOCK_STREAM, cfg->msgpack_bind, cfg->msgpack_port, &f->tcp_fd,
+                         &f->tcp_port);
+        if (rc < 0) {
+            hc_error("front", "cannot listen on tcp %s:%u: %s", cfg->msgpack_bind,
+                     cfg->msgpack_port, strerror(-rc));
+            return rc;
+        }
+    }
+    if (cfg->msgpack_udp) {
+        /* With port 0, UDP takes the port TCP was given when it can. */
+        unsigned port = cfg->msgpack_port ? cfg->msgpack_port : f->tcp_port;
+        rc = bind_socket(SOCK_DGRAM, cfg->msgpack_bind, port, &f->udp_fd, &f->udp_port);
+        if (rc == -EADDRINUSE && cfg->msgpack_port == 0)
+            rc = bind_socket(SOCK_DGRAM, cfg->msgpack_bind, 0, &f->udp_fd, &f->udp_port);
+        if (rc < 0) {
+            hc_error("front", "cannot bind udp %s:%u: %s", cfg->msgpack_bind, port,
+                     strerror(-rc));
+            return rc;
+        }
+    }
+
+    /* Single issuer: only the front thread submits.  The ring is created
+     * disabled here and enabled by that thread, which then owns it. */
+    struct io_uring_params p = { .flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
+                                          IORING_SETUP_R_DISABLED };
+    rc = io_uring_queue_init_params(4096, &f->ring, &p);
+    if (rc == -EINVAL) {
+        memset(&p, 0, sizeof(p));
+        rc = io_uring_queue_init_params(4096, &f->ring, &p);
+    }
+    if (rc < 0) {
+        hc_error("front", "io_uring_queue_init: %s", strerror(-rc));
+        return rc;
+    }
+    f->tbr = buf_ring_setup(f, TBUF_COUNT, TCP_GROUP, &f->tbufs, TBUF_SIZE);
+    f->ubr = buf_ring_setup(f, UBUF_COUNT, UDP_GROUP, &f->ubufs, UBUF_SIZE);
+    if (!f->tbr || !f->ubr) {
+        hc_error("front", "cannot register provided buffers: %s", strerror(errno));
+        return -errno ? -errno : -ENOMEM;
+    }
+    f->udp_msg.msg_namelen = sizeof(struct sockaddr_in);
+
+    f->max_conns = cfg->max_connections;
+    f->conns = calloc(f->max_conns, sizeof(*f->conns));
+    f->free_conns = malloc(f->max_conns * sizeof(*f->free_conns));
+    unsigned max_reports = 65536 / 8;   /* a report map takes > 8 bytes */
+    f->staging = malloc(max_reports * sizeof(*f->staging));
+    f->staging_worker = malloc(max_reports * sizeof(*f->staging_worker));
+    f->count = calloc(nworkers, sizeof(*f->count));
+    f->kick = calloc(nworkers, 1);
+    if (!f->conns || !f->free_conns || !f->staging || !f->staging_worker || !f->count ||
+        !f->kick)
+        return -ENOMEM;
+    for (unsigned i = 0; i < f->max_conns; i++) {
+        f->conns[i].fd = -1;
+        f->free_conns[f->n_free++] = f->max_conns - 1 - i;
+    }
+    hc_wire_init(&f->wire);
+    rc = hc_wake_init(&f->stop);
+    if (rc < 0)
+        return rc;
+    if (f->tcp_fd >= 0)
+        hc_info("front", "listening for msgpack on tcp %s:%u", cfg->msgpack_bind, f->tcp_port);
+    if (f->udp_fd >= 0)
+        hc_info("front", "listening for msgpack on udp %s:%u", cfg->msgpack_bind, f->udp_port);
+    return 0;
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static void kick_workers(struct hc_front *f)
+{
+    for (unsigned w = 0; w < f->nworkers; w++)
+        if (f->kick[w]) {
+            f->kick[w] = 0;
+            hc_wake_kick(f->wakes[w]);
+        }
+}
+
+static void arm_stop(struct hc_front *f)
+{
+    struct io_uring_sqe *sqe = sqe_get(f);
+    io_uring_prep_read(sqe, f->stop.fd, &f->stop_buf, sizeof(f->stop_buf), 0);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_STOP, 0, 0));
+}
+
+/* Stop: no more accepting or reading; give stalled reports up to a second
+ * to find room, then count what is left as lost. */
+static void shut_down(struct hc_front *f)
+{
+    if (f->tcp_fd >= 0) {
+        shutdown(f->tcp_fd, SHUT_RDWR);
+        close(f->tcp_fd);
+        f->tcp_fd = -1;
+    }
+    if (f->udp_fd >= 0) {
+        close(f->udp_fd);
+        f->udp_fd = -1;
+    }
+    uint64_t deadline = hc_time_mono_ns() + 1000000000ull;
+    for (;;) {
+        int left = 0;
+        for (uint32_t s = 0; s < f->max_conns; s++) {
+            struct hc_conn *c = &f->conns[s];
+            if (c->open && c->n_stalled && !flush_stalled(f, c))
+                left = 1;
+        }
+        kick_workers(f);
+        if (!left || hc_time_mono_ns() > deadline)
+            break;
+        usleep(1000);
+    }
+    for (uint32_t s = 0; s < f->max_conns; s++)
+        conn_close(f, s, NULL, HC_LOG_DEBUG);
+    if (f->stats.lost)
+        hc_warn("front", "%llu reports were still waiting for a full worker ring at shutdown",
+                (unsigned long long)f->stats.lost);
+}
+
+static void *front_main(void *arg)
+{
+    struct hc_front *f = arg;
+    pthread_setname_np(pthread_self(), "hubcap-front");
+    if (f->ring.flags & IORING_SETUP_R_DISABLED) {
+        /* io_uring_enable_rings() is declared by liburing 2.3 but not
+         * exported by Debian's build: register directly. */
+        if (syscall(__NR_io_uring_register, f->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS,
+                    NULL, 0) < 0)
+            hc_error("front", "enabling the io_uring: %s", strerror(errno));
+    }
+    if (f->tcp_fd >= 0)
+        arm_accept(f);
+    if (f->udp_fd >= 0)
+        arm_udp(f);
+    arm_stop(f);
+
+    int stopping = 0;
+    while (!stopping) {
+        struct io_uring_cqe *cqe;
+        struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 1000000 };
+        int rc = io_uring_submit_and_wait_timeout(&f->ring, &cqe, 1,
+                                                  f->n_waiting || f->starved ? &ts : NULL, NULL);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            hc_error("front", "io_uring wait: %s; stopping the front", strerror(-rc));
+            break;
+        }
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&f->ring, head, cqe) {
+            n++;
+            switch (ud_kind(cqe->user_data)) {
+            case UD_RECV: on_recv(f, cqe); break;
+            case UD_ACCEPT: on_accept(f, cqe); break;
+            case UD_UDP: on_udp(f, cqe); break;
+            case UD_STOP: stopping = 1; break;
+            case UD_CANCEL: break;
+            }
+        }
+        io_uring_cq_advance(&f->ring, n);
+
+        if (f->n_waiting)
+            for (uint32_t s = 0; s < f->max_conns && f->n_waiting; s++)
+                if (f->conns[s].waiting)
+                    pump(f, s);
+        if (f->starved) {       /* buffers came back: re-arm what stopped */
+            f->starved = 0;
+            if (f->udp_fd >= 0)
+                arm_udp(f);
+            for (uint32_t s = 0; s < f->max_conns; s++) {
+                struct hc_conn *c = &f->conns[s];
+                if (c->open && !c->armed && !c->waiting && !c->eof)
+                    arm_recv(f, c, s);
+            }
+        }
+        kick_workers(f);
+    }
+    shut_down(f);
+    __atomic_store_n(f->done, 1, __ATOMIC_RELEASE);
+    for (unsigned w = 0; w < f->nworkers; w++)
+        hc_wake_signal(f->wakes[w]);
+    return NULL;
+}
+
+int hc_front_start(struct hc_front *f)
+{
+    int rc = pthread_create(&f->thread, NULL, front_main, f);
+    if (rc)
+        return -rc;
+    if (f->cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(f->cpu, &set);
+        pthread_setaffinity_np(f->thread, sizeof(set), &set);
+    }
+    return 0;
+}
+
+void hc_front_stop(struct hc_front *f)
+{
+    hc_wake_signal(&f->stop);
+}
+
+void hc_front_join(struct hc_front *f)
+{
+    pthread_join(f->thread, NULL);
+}
+
+void hc_front_close(struct hc_front *f)
+{
+    if (!f)
+        return;
+    if (f->tcp_fd >= 0)
+        close(f->tcp_fd);
+    if (f->udp_fd >= 0)
+        close(f->udp_fd);
+    if (f->ring.ring_fd > 0)
+        io_uring_queue_exit(&f->ring);
+    if (f->conns)
+        for (uint32_t s = 0; s < f->max_conns; s++) {
+            free(f->conns[s].buf);
+            free(f->conns[s].pend);
+            free(f->conns[s].stalled);
+        }
+    free(f->conns);
+    free(f->free_conns);
+    free(f->tbufs);
+    free(f->ubufs);
+    if (f->tbr)
+        munmap(f->tbr, TBUF_COUNT * sizeof(struct io_uring_buf));
+    if (f->ubr)
+        munmap(f->ubr, UBUF_COUNT * sizeof(struct io_uring_buf));
+    free(f->staging);
+    free(f->staging_worker);
+    free(f->count);
+    free(f->kick);
+    hc_wire_free(&f->wire);
+    hc_wake_free(&f->stop);
+}

@@ -1,0 +1,369 @@
+/*
+ * hubcapd — the daemon: configuration, then one front thread and N pinned
+ * worker threads joined by lock-free rings, plus the main thread, which
+ * serves the control socket and waits for SIGTERM/SIGINT.
+ *
+ * Start-up: load the configuration (defaults < --config file < --set and
+ * --data-dir in command-line order), lock the data directory, open every
+ * shard (restoring its vehicles), bind the sockets, start the threads,
+ * then write <data_dir>/hubcapd.json (pid, ports, control socket) for
+ * scripts and tests.  Shutdown on SIGTERM/SIGINT: the front stops accepting
+ * and reading and hands over what it holds, the workers drain their rings
+ * and commit, and hubcapd exits 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hubcap/config.h"
+#include "hubcap/ctl.h"
+#include "hubcap/error.h"
+#include "hubcap/front.h"
+#include "hubcap/log.h"
+#include "hubcap/timefmt.h"
+#include "hubcap/worker.h"
+
+#define VERSION "0.1.0"
+
+struct daemon {
+    struct hc_config cfg;
+    unsigned nworkers;
+    struct hc_ring *rings;
+    struct hc_ring **ring_ptrs;
+    struct hc_wake **wake_ptrs;
+    struct hc_worker *workers;
+    struct hc_front front;
+    int front_done;
+    int alarm_fd, lock_fd;
+    struct hc_ctl ctl;
+    uint64_t started_ms;
+    char ready_path[4200];
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: hubcapd [--config FILE] [--data-dir DIR] [--set SECTION.KEY=VALUE]...\n"
+"\n"
+"Ingest vehicle position reports (msgpack over TCP and UDP), detect parked\n"
+"vehicles that are moved or towed, keep state in LMDB under the data\n"
+"directory, and write every alarm to <data_dir>/alarms.log.\n"
+"\n"
+"  -c, --config FILE      read settings from an INI file\n"
+"  -d, --data-dir DIR     same as --set core.data_dir=DIR\n"
+"  -s, --set KEY=VALUE    override one setting (repeatable, applied in order\n"
+"                         after the file), e.g. --set msgpack.port=0\n"
+"  -h, --help             this text and every setting\n"
+"  -V, --version          print the version\n"
+"\n"
+"Stop with SIGTERM or Ctrl-C: hubcapd stops accepting, drains its queues,\n"
+"commits and exits 0.  Once running it writes <data_dir>/hubcapd.json with\n"
+"its pid, bound ports and control socket.\n"
+"\n"
+"Settings (section.key, default: meaning) — full reference: docs/CONFIG.md\n");
+    hc_config_help(f);
+}
+
+static int parse_args(struct daemon *d, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, 0, 'c' },
+        { "data-dir", required_argument, 0, 'd' },
+        { "set", required_argument, 0, 's' },
+        { "help", no_argument, 0, 'h' },
+        { "version", no_argument, 0, 'V' },
+        { 0, 0, 0, 0 },
+    };
+    char err[512];
+    const char *file = NULL;
+    int c;
+    hc_config_defaults(&d->cfg);
+    /* First pass: the file; second: --data-dir and --set in order. */
+    while ((c = getopt_long(argc, argv, "c:d:s:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': file = optarg; break;
+        case 'd': case 's': break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': printf("hubcapd " VERSION "\n"); exit(0);
+        default: fprintf(stderr, "Try 'hubcapd --help'.\n"); exit(2);
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "hubcapd: unexpected argument '%s'\nTry 'hubcapd --help'.\n", argv[optind]);
+        exit(2);
+    }
+    if (file && hc_config_load(&d->cfg, file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "hubcapd: %s\n", err);
+        exit(2);
+    }
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:d:s:hV", opts, NULL)) != -1) {
+        char buf[4200];
+        const char *set = NULL;
+        if (c == 'd') {
+            snprintf(buf, sizeof(buf), "core.data_dir=%s", optarg);
+            set = buf;
+        } else if (c == 's') {
+            set = optarg;
+        }
+        if (set && hc_config_set(&d->cfg, set, err, sizeof(err)) < 0) {
+            fprintf(stderr, "hubcapd: --set %s: %s\n", set, err);
+            exit(2);
+        }
+    }
+    if (hc_config_finish(&d->cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "hubcapd: %s\n", err);
+        exit(2);
+    }
+    return 0;
+}
+
+static int mkdirs(const char *path)
+{
+    char p[4200];
+    snprintf(p, sizeof(p), "%s", path);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = '\0';
+            if (mkdir(p, 0700) < 0 && errno != EEXIST)
+                return -errno;
+            *s = '/';
+        }
+    if (mkdir(p, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/* ---- control ------------------------------------------------------------ */
+
+static json_t *stats_json(struct daemon *d)
+{
+    struct hc_front_stats fs;
+    hc_front_read_stats(&d->front, &fs);
+    json_t *workers = json_array();
+    uint64_t reports = 0, alarms = 0, vehicles = 0, persisted = 0, stale = 0, rejected = 0;
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        struct hc_worker_stats ws;
+        hc_worker_read_stats(&d->workers[i], &ws);
+        reports += ws.reports;
+        alarms += ws.alarms;
+        vehicles += ws.vehicles;
+        persisted += ws.persisted;
+        stale += ws.stale;
+        rejected += ws.rejected;
+        json_array_append_new(workers, json_pack(
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+            "reports", (json_int_t)ws.reports, "alarms", (json_int_t)ws.alarms,
+            "vehicles", (json_int_t)ws.vehicles, "persisted", (json_int_t)ws.persisted,
+            "commits", (json_int_t)ws.commits, "commit_errors", (json_int_t)ws.commit_errors,
+            "stale", (json_int_t)ws.stale, "rejected", (json_int_t)ws.rejected,
+            "ring_fill", (json_int_t)hc_ring_count(&d->rings[i]),
+            "dirty", (json_int_t)ws.dirty));
+    }
+    json_t *front = json_object();
+#define F(name) json_object_set_new(front, #name, json_integer((json_int_t)fs.name))
+    F(accepted); F(refused); F(closed); F(malformed); F(oversized); F(frames); F(reports);
+    F(rejected); F(bytes); F(paused); F(udp_datagrams); F(udp_dropped); F(udp_malformed);
+    F(lost);
+#undef F
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+                     "reports", (json_int_t)reports, "alarms", (json_int_t)alarms,
+                     "vehicles", (json_int_t)vehicles, "persisted", (json_int_t)persisted,
+                     "stale", (json_int_t)stale, "rejected", (json_int_t)(rejected + fs.rejected),
+                     "front", front, "workers", workers);
+}
+
+static json_t *on_command(void *ctx, const char *cmd, json_t *req, const char **error)
+{
+    struct daemon *d = ctx;
+    (void)req;
+    if (strcmp(cmd, "stats") == 0)
+        return json_pack("{s:o}", "stats", stats_json(d));
+    if (strcmp(cmd, "status") == 0)
+        return json_pack("{s:s, s:i, s:I, s:i, s:i, s:i, s:s}", "version", VERSION,
+                         "pid", (int)getpid(),
+                         "uptime_ms", (json_int_t)(hc_time_now_ms() - (int64_t)d->started_ms),
+                         "workers", (int)d->nworkers, "msgpack_tcp", (int)d->front.tcp_port,
+                         "msgpack_udp", (int)d->front.udp_port, "data_dir", d->cfg.data_dir);
+    *error = "unknown command (try: status, stats)";
+    return NULL;
+}
+
+static int write_ready(struct daemon *d)
+{
+    char tmp[4300];
+    snprintf(d->ready_path, sizeof(d->ready_path), "%s/hubcapd.json", d->cfg.data_dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", d->ready_path);
+    json_t *j = json_pack("{s:i, s:i, s:i, s:s, s:s}", "pid", (int)getpid(),
+                          "msgpack_tcp", (int)d->front.tcp_port,
+                          "msgpack_udp", (int)d->front.udp_port, "control", d->ctl.path,
+                          "alarms_log", "alarms.log");
+    int rc = json_dump_file(j, tmp, JSON_COMPACT);
+    json_decref(j);
+    if (rc == 0 && rename(tmp, d->ready_path) == 0)
+        return 0;
+    return -errno;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static int start(struct daemon *d)
+{
+    char path[4200];
+    int rc;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+    rc = mkdirs(d->cfg.data_dir);
+    if (rc < 0) {
+        hc_error("main", "cannot create data dir %s: %s", d->cfg.data_dir, strerror(-rc));
+        return rc;
+    }
+    snprintf(path, sizeof(path), "%s/hubcapd.lock", d->cfg.data_dir);
+    d->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (d->lock_fd < 0 || flock(d->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        hc_error("main", "%s is in use by another hubcapd (lock %s); stop it or pick another"
+                 " --data-dir", d->cfg.data_dir, path);
+        return -EBUSY;
+    }
+    snprintf(path, sizeof(path), "%s/alarms.log", d->cfg.data_dir);
+    d->alarm_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (d->alarm_fd < 0) {
+        hc_error("main", "cannot open %s: %s", path, strerror(errno));
+        return -errno;
+    }
+
+    d->nworkers = d->cfg.workers;
+    d->rings = calloc(d->nworkers, sizeof(*d->rings));
+    d->ring_ptrs = calloc(d->nworkers, sizeof(*d->ring_ptrs));
+    d->wake_ptrs = calloc(d->nworkers, sizeof(*d->wake_ptrs));
+    d->workers = calloc(d->nworkers, sizeof(*d->workers));
+    if (!d->rings || !d->ring_ptrs || !d->wake_ptrs || !d->workers)
+        return -ENOMEM;
+    uint64_t t0 = hc_time_mono_ns();
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        rc = hc_ring_init(&d->rings[i], d->cfg.ring_size);
+        if (rc == 0)
+            rc = hc_worker_open(&d->workers[i], i, &d->cfg, &d->rings[i], d->alarm_fd,
+                                &d->front_done);
+        if (rc < 0)
+            return rc;
+        d->workers[i].cpu = ncpu > 1 ? (int)((1 + i) % (unsigned)ncpu) : -1;
+        d->ring_ptrs[i] = &d->rings[i];
+        d->wake_ptrs[i] = &d->workers[i].wake;
+    }
+    uint64_t restored = 0;
+    for (unsigned i = 0; i < d->nworkers; i++)
+        restored += d->workers[i].restored;
+    rc = hc_front_open(&d->front, &d->cfg, d->ring_ptrs, d->wake_ptrs, d->nworkers,
+                       &d->front_done);
+    if (rc < 0)
+        return rc;
+    d->front.cpu = ncpu > 1 ? 0 : -1;
+
+    snprintf(path, sizeof(path), "%s/hubcapd.sock", d->cfg.data_dir);
+    rc = hc_ctl_open(&d->ctl, path, on_command, d);
+    if (rc < 0) {
+        hc_error("main", "cannot open control socket %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    for (unsigned i = 0; i < d->nworkers && rc == 0; i++)
+        rc = hc_worker_start(&d->workers[i]);
+    if (rc == 0)
+        rc = hc_front_start(&d->front);
+    if (rc < 0)
+        return rc;
+    d->started_ms = (uint64_t)hc_time_now_ms();
+    rc = write_ready(d);
+    if (rc < 0)
+        hc_warn("main", "cannot write %s: %s", d->ready_path, strerror(-rc));
+    hc_info("main", "ready in %.3f s: %u workers, %llu vehicles restored, window %u, "
+            "control socket %s", (double)(hc_time_mono_ns() - t0) / 1e9, d->nworkers,
+            (unsigned long long)restored, d->cfg.window, d->ctl.path);
+    return 0;
+}
+
+static void stop(struct daemon *d)
+{
+    hc_front_stop(&d->front);
+    hc_front_join(&d->front);
+    for (unsigned i = 0; i < d->nworkers; i++)
+        hc_worker_join(&d->workers[i]);
+}
+
+static void report_totals(struct daemon *d)
+{
+    json_t *s = stats_json(d);
+    char *txt = json_dumps(s, JSON_COMPACT);
+    hc_info("main", "stopped cleanly: %s", txt ? txt : "");
+    free(txt);
+    json_decref(s);
+}
+
+int main(int argc, char **argv)
+{
+    static struct daemon d;
+    int rc;
+    d.alarm_fd = d.lock_fd = -1;
+    d.ctl.fd = -1;
+    parse_args(&d, argc, argv);
+    hc_log_set_level(d.cfg.log_level);
+
+    /* Signals arrive on a signalfd in the main loop; every thread started
+     * from here inherits the blocked mask. */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+
+    rc = start(&d);
+    if (rc < 0) {
+        hc_error("main", "not started: %s", hc_strerror(rc));
+        return 1;
+    }
+    for (;;) {
+        struct pollfd pfd[1 + 1 + HC_CTL_MAX_CLIENTS];
+        pfd[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+        int n = 1 + hc_ctl_pollfds(&d.ctl, pfd + 1);
+        if (poll(pfd, (nfds_t)n, -1) < 0 && errno != EINTR)
+            break;
+        if (pfd[0].revents) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof(si)) == sizeof(si))
+                hc_info("main", "%s: stopping (draining queues, final commit)",
+                        si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+            break;
+        }
+        hc_ctl_serve(&d.ctl, pfd + 1, n - 1);
+    }
+    stop(&d);
+    report_totals(&d);
+    unlink(d.ready_path);
+    hc_ctl_close(&d.ctl);
+    hc_front_close(&d.front);
+    for (unsigned i = 0; i < d.nworkers; i++) {
+        hc_worker_close(&d.workers[i]);
+        hc_ring_free(&d.rings[i]);
+    }
+    free(d.workers);
+    free(d.rings);
+    free(d.ring_ptrs);
+    free(d.wake_ptrs);
+    close(d.alarm_fd);
+    close(d.lock_fd);
+    close(sfd);
+    return 0;
+}

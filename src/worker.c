@@ -1,0 +1,469 @@
+/*
+ * worker.c — a shard's worker thread (see worker.h).
+ *
+ * Loop: take up to BATCH reports off the ring; hash their ids and prefetch
+ * the index slots; resolve each to its record (adding new vehicles) and
+ * prefetch the records; step them through the detector; mark the changed
+ * ones dirty.  Between batches, when the commit interval has passed, write
+ * the dirty set and any new alarms in one LMDB transaction (synced if it
+ * holds an alarm), then append the alarms to alarms.log.  With nothing to
+ * do, sleep on the doorbell until the next commit is due.
+ *
+ * A stored vehicle is `struct stored` (format tag, window size, maker name)
+ * followed by the struct hc_vehicle record.  The maker travels by name
+ * because maker indexes are only meaningful inside one detector's table.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hubcap/alarmjson.h"
+#include "hubcap/error.h"
+#include "hubcap/geo.h"
+#include "hubcap/hash.h"
+#include "hubcap/log.h"
+#include "hubcap/timefmt.h"
+#include "hubcap/worker.h"
+
+#define BATCH 64
+#define STORED_MAGIC 0x31564348u    /* "HCV1" */
+
+struct stored {
+    uint32_t magic;
+    uint16_t window;
+    uint8_t maker_len;
+    uint8_t pad_;
+    char maker[HC_MAKER_MAX];
+};
+
+struct hc_pending_alarm {
+    uint64_t id;                    /* shard << 48 | seq: the LMDB key */
+    char *json;                     /* the body, malloc'd */
+};
+
+static uint64_t mono_ms(void)
+{
+    return hc_time_mono_ns() / 1000000u;
+}
+
+#define STAT_ADD(w, field, n) \
+    __atomic_store_n(&(w)->stats.field, (w)->stats.field + (n), __ATOMIC_RELAXED)
+#define STAT_SET(w, field, v) __atomic_store_n(&(w)->stats.field, (v), __ATOMIC_RELAXED)
+
+void hc_worker_read_stats(const struct hc_worker *w, struct hc_worker_stats *out)
+{
+    const uint64_t *src = (const uint64_t *)&w->stats;
+    uint64_t *dst = (uint64_t *)out;
+    for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}
+
+static void vehicle_init(void *ctx, struct hc_vehicle *v)
+{
+    hc_vehicle_init(ctx, v);
+}
+
+/* ---- restore ------------------------------------------------------------ */
+
+/* Rebuild a window stored with another W: replay its positions, oldest
+ * first, keeping the newest of them. */
+static void convert_window(struct hc_worker *w, struct hc_vehicle *v,
+                           const struct hc_window *old)
+{
+    struct hc_window *nw = hc_vehicle_window(v);
+    double limit = hc_detector_maker_at(&w->det, v->maker)->limit;
+    hc_window_init(nw, w->det.cfg.window);
+    for (unsigned i = 0; i < old->len; i++) {
+        double p[3];
+        hc_window_get(old, hc_window_slot(old, i), p);
+        hc_window_push(nw, w->det.kernel, p, limit);
+    }
+}
+
+static int restore_one(void *ctx, const void *vid, size_t vid_len, const void *rec, size_t len)
+{
+    struct hc_worker *w = ctx;
+    struct stored st;
+    if (len < sizeof(st) + sizeof(struct hc_vehicle) || vid_len == 0 || vid_len > HC_VID_MAX)
+        return 0;                   /* not ours: skip */
+    memcpy(&st, rec, sizeof(st));
+    const unsigned char *body = (const unsigned char *)rec + sizeof(st);
+    size_t body_len = len - sizeof(st);
+    if (st.magic != STORED_MAGIC || st.window < 2 || st.window > HC_WINDOW_MAX ||
+        body_len != sizeof(struct hc_vehicle) + hc_window_size(st.window) ||
+        st.maker_len > HC_MAKER_MAX)
+        return 0;
+
+    bool created;
+    int64_t i = hc_vtable_upsert(&w->vt, vid, vid_len, hc_hash(vid, vid_len), vehicle_init,
+                                 &w->det, &created);
+    if (i < 0)
+        return (int)i;
+    struct hc_vehicle *v = hc_vrec_vehicle(hc_vtable_rec(&w->vt, (uint32_t)i));
+    int maker = hc_detector_maker(&w->det, st.maker, st.maker_len);
+    if (st.window == w->det.cfg.window) {
+        memcpy(v, body, body_len);
+    } else {
+        struct hc_vehicle head;
+        memcpy(&head, body, sizeof(head));
+        *v = head;
+        /* The old window, copied out so it is suitably aligned. */
+        size_t wsize = hc_window_size(st.window);
+        struct hc_window *old = malloc(wsize);
+        if (!old)
+            return -ENOMEM;
+        memcpy(old, body + sizeof(head), wsize);
+        v->maker = (uint16_t)(maker < 0 ? 0 : maker);
+        convert_window(w, v, old);
+        free(old);
+    }
+    v->maker = (uint16_t)(maker < 0 ? 0 : maker);
+    v->gen = w->det.gen - 1;        /* thresholds may differ now: recount */
+    w->restored++;
+    return 0;
+}
+
+static int append_alarm_line(struct hc_worker *w, const char *json, size_t len)
+{
+    /* One write per line: O_APPEND makes concurrent appends whole lines. */
+    char *line = malloc(len + 1);
+    if (!line)
+        return -ENOMEM;
+    memcpy(line, json, len);
+    line[len] = '\n';
+    ssize_t n = write(w->alarm_log_fd, line, len + 1);
+    free(line);
+    return n == (ssize_t)(len + 1) ? 0 : -errno;
+}
+
+static int relog_one(void *ctx, uint64_t id, const void *val, size_t len)
+{
+    struct hc_worker *w = ctx;
+    int rc = append_alarm_line(w, val, len);
+    if (rc == 0)
+        w->logged_id = id;
+    return rc;
+}
+
+int hc_worker_open(struct hc_worker *w, unsigned id, const struct hc_config *cfg,
+                   struct hc_ring *in, int alarm_log_fd, const int *front_done)
+{
+    char dir[4200], who[32];
+    struct hc_detect_config dc;
+    int rc;
+
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->cpu = -1;
+    w->cfg = cfg;
+    w->in = in;
+    w->alarm_log_fd = alarm_log_fd;
+    w->front_done = front_done;
+    w->wake.fd = -1;
+    snprintf(who, sizeof(who), "worker %u", id);
+
+    dc.window = cfg->window;
+    dc.n1 = cfg->n1;
+    dc.n2 = cfg->n2;
+    dc.default_threshold_m = cfg->default_threshold_m;
+    rc = hc_detector_init(&w->det, &dc);
+    for (unsigned i = 0; rc >= 0 && i < cfg->n_thresholds; i++)
+        rc = hc_detector_set_threshold(&w->det, cfg->thresholds[i].maker,
+                                       strlen(cfg->thresholds[i].maker),
+                                       cfg->thresholds[i].meters);
+    if (rc >= 0)
+        rc = hc_vtable_init(&w->vt, hc_vehicle_size(&w->det), 1024);
+    if (rc >= 0)
+        rc = hc_wake_init(&w->wake);
+    w->scratch = malloc(sizeof(struct stored) + hc_vehicle_size(&w->det));
+    if (rc >= 0 && !w->scratch)
+        rc = -ENOMEM;
+    if (rc < 0) {
+        hc_error(who, "cannot start: %s", hc_strerror(rc));
+        return rc;
+    }
+
+    snprintf(dir, sizeof(dir), "%s/shard-%u", cfg->data_dir, id);
+    struct hc_store_options so = {
+        .map_size = (size_t)cfg->map_size_mb << 20,
+        .sync_interval_ms = cfg->sync_interval_ms,
+    };
+    rc = hc_store_open(&w->store, dir, &so);
+    if (rc < 0) {
+        hc_error(who, "cannot open %s: %s", dir, hc_strerror(rc));
+        return rc;
+    }
+
+    uint64_t t0 = hc_time_mono_ns();
+    rc = hc_store_each_vehicle(w->store, restore_one, w);
+    if (rc < 0) {
+        hc_error(who, "restoring vehicles from %s: %s", dir, hc_strerror(rc));
+        return rc;
+    }
+    w->alarm_seq = hc_store_last_alarm_id(w->store) & ((1ull << 48) - 1);
+    size_t got = 0;
+    if (hc_store_get_meta(w->store, "logged_alarm_id", &w->logged_id, sizeof(w->logged_id),
+                          &got) < 0 || got != sizeof(w->logged_id))
+        w->logged_id = 0;
+    w->logged_id_stored = w->logged_id;
+    /* Alarms committed before a crash but not yet in alarms.log. */
+    uint64_t before = w->logged_id;
+    rc = hc_store_each_alarm(w->store, w->logged_id + 1, relog_one, w);
+    if (rc < 0)
+        hc_warn(who, "re-logging committed alarms: %s", hc_strerror(rc));
+    if (w->logged_id != before)
+        hc_info(who, "re-logged alarms committed before the last stop (up to %" PRIu64 ")",
+                (uint64_t)(w->logged_id & ((1ull << 48) - 1)));
+    STAT_SET(w, vehicles, w->vt.count);
+    hc_info(who, "shard %s: %" PRIu64 " vehicles restored in %.3f s", dir, w->restored,
+            (double)(hc_time_mono_ns() - t0) / 1e9);
+    return 0;
+}
+
+/* ---- commit ------------------------------------------------------------- */
+
+static void serialize(struct hc_worker *w, const struct hc_vehicle *v, size_t *len)
+{
+    const struct hc_maker *m = hc_detector_maker_at(&w->det, v->maker);
+    struct stored st = { .magic = STORED_MAGIC, .window = (uint16_t)w->det.cfg.window,
+                         .maker_len = m->len };
+    memcpy(st.maker, m->name, m->len);
+    memcpy(w->scratch, &st, sizeof(st));
+    memcpy(w->scratch + sizeof(st), v, w->vt.vsize);
+    *len = sizeof(st) + w->vt.vsize;
+}
+
+static void commit(struct hc_worker *w, const char *why)
+{
+    char who[32];
+    if (w->n_dirty == 0 && w->n_alarms == 0 && w->logged_id == w->logged_id_stored)
+        return;
+    snprintf(who, sizeof(who), "worker %u", w->id);
+
+    int rc = hc_store_begin(w->store);
+    for (size_t i = 0; rc == 0 && i < w->n_dirty; i++) {
+        struct hc_vrec *r = hc_vtable_rec(&w->vt, w->dirty[i]);
+        size_t len;
+        serialize(w, hc_vrec_vehicle(r), &len);
+        rc = hc_store_put_vehicle(w->store, hc_vtable_vid(&w->vt, r), r->vid_len, w->scratch, len);
+    }
+    for (size_t i = 0; rc == 0 && i < w->n_alarms; i++)
+        rc = hc_store_put_alarm(w->store, w->alarms[i].id, w->alarms[i].json,
+                                strlen(w->alarms[i].json));
+    if (rc == 0 && w->logged_id != w->logged_id_stored)
+        rc = hc_store_put_meta(w->store, "logged_alarm_id", &w->logged_id, sizeof(w->logged_id));
+    if (rc == 0)
+        rc = hc_store_commit(w->store, w->n_alarms > 0 || w->cfg->sync_interval_ms == 0);
+    if (rc < 0) {
+        hc_store_abort(w->store);
+        STAT_ADD(w, commit_errors, 1);
+        /* Keep everything: the next interval tries again. */
+        if (w->stats.commit_errors < 10 || w->stats.commit_errors % 1000 == 0)
+            hc_error(who, "commit of %zu vehicles and %zu alarms failed (%s): %s; will retry",
+                     w->n_dirty, w->n_alarms, why, hc_store_error(w->store));
+        return;
+    }
+    w->logged_id_stored = w->logged_id;
+    for (size_t i = 0; i < w->n_dirty; i++)
+        hc_vtable_rec(&w->vt, w->dirty[i])->dirty = 0;
+    STAT_ADD(w, persisted, w->n_dirty);
+    STAT_ADD(w, commits, 1);
+    w->n_dirty = 0;
+
+    /* Durable now: hand the alarms on. */
+    for (size_t i = 0; i < w->n_alarms; i++) {
+        const char *json = w->alarms[i].json;
+        if (append_alarm_line(w, json, strlen(json)) == 0)
+            w->logged_id = w->alarms[i].id;
+        else
+            hc_error(who, "appending to alarms.log: %s (the alarm is safe in the store and"
+                     " is logged again at the next start)", strerror(errno));
+        free(w->alarms[i].json);
+    }
+    w->n_alarms = 0;
+    STAT_SET(w, dirty, 0);
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static int push_dirty(struct hc_worker *w, uint32_t idx)
+{
+    if (w->n_dirty == w->cap_dirty) {
+        size_t cap = w->cap_dirty ? w->cap_dirty * 2 : 4096;
+        uint32_t *d = realloc(w->dirty, cap * sizeof(*d));
+        if (!d)
+            return -ENOMEM;
+        w->dirty = d;
+        w->cap_dirty = cap;
+    }
+    w->dirty[w->n_dirty++] = idx;
+    return 0;
+}
+
+static void raise_alarm(struct hc_worker *w, const struct hc_alarm *a)
+{
+    char id[HC_ALARM_ID_LEN];
+    if (w->n_alarms == w->cap_alarms) {
+        size_t cap = w->cap_alarms ? w->cap_alarms * 2 : 64;
+        struct hc_pending_alarm *p = realloc(w->alarms, cap * sizeof(*p));
+        if (!p) {
+            hc_error("worker", "out of memory queueing an alarm for %s", a->vid);
+            return;
+        }
+        w->alarms = p;
+        w->cap_alarms = cap;
+    }
+    uint64_t seq = ++w->alarm_seq;
+    hc_alarm_id_format(w->id, seq, id);
+    char *json = hc_alarm_json(a, id, "firing", hc_time_now_ms());
+    if (!json) {
+        hc_error("worker", "out of memory building alarm %s for %s", id, a->vid);
+        return;
+    }
+    w->alarms[w->n_alarms].id = ((uint64_t)w->id << 48) | seq;
+    w->alarms[w->n_alarms].json = json;
+    w->n_alarms++;
+    STAT_ADD(w, alarms, 1);
+}
+
+static void process(struct hc_worker *w, struct hc_report *batch, size_t n)
+{
+    uint64_t hash[BATCH];
+    int64_t idx[BATCH];
+    struct hc_alarm alarm;
+    uint64_t rejected = 0, stale = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        hash[i] = hc_hash(batch[i].vid, batch[i].vid_len);
+        hc_vtable_prefetch(&w->vt, hash[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool created;
+        idx[i] = hc_vtable_upsert(&w->vt, batch[i].vid, batch[i].vid_len, hash[i], vehicle_init,
+                                  &w->det, &created);
+        if (idx[i] >= 0)
+            hc_vehicle_prefetch(&w->det, hc_vrec_vehicle(hc_vtable_rec(&w->vt, (uint32_t)idx[i])));
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (idx[i] < 0) {
+            rejected++;
+            continue;
+        }
+        struct hc_vrec *r = hc_vtable_rec(&w->vt, (uint32_t)idx[i]);
+        int rc = hc_detect_step(&w->det, hc_vrec_vehicle(r), &batch[i], &alarm);
+        if (rc < 0) {
+            if (rc == HC_ESTALE)
+                stale++;
+            else
+                rejected++;
+            continue;
+        }
+        if (!r->dirty && push_dirty(w, (uint32_t)idx[i]) == 0)
+            r->dirty = 1;
+        if (rc == HC_DETECT_ALARM)
+            raise_alarm(w, &alarm);
+    }
+    STAT_ADD(w, reports, n);
+    if (rejected)
+        STAT_ADD(w, rejected, rejected);
+    if (stale)
+        STAT_ADD(w, stale, stale);
+    STAT_SET(w, vehicles, w->vt.count);
+    STAT_SET(w, dirty, w->n_dirty + w->n_alarms);
+}
+
+static size_t take(struct hc_worker *w, struct hc_report *batch)
+{
+    size_t n = 0;
+    while (n < BATCH && hc_ring_pop(w->in, &batch[n]))
+        n++;
+    return n;
+}
+
+static void *worker_main(void *arg)
+{
+    struct hc_worker *w = arg;
+    struct hc_report batch[BATCH];
+    char name[16];
+    snprintf(name, sizeof(name), "hubcap-w%u", w->id);
+    pthread_setname_np(pthread_self(), name);
+
+    uint64_t now = mono_ms();
+    w->next_commit_ms = now + w->cfg->commit_interval_ms;
+    w->next_sync_ms = now + w->cfg->sync_interval_ms;
+    for (;;) {
+        size_t n = take(w, batch);
+        if (n)
+            process(w, batch, n);
+        now = mono_ms();
+        if (now >= w->next_commit_ms) {
+            commit(w, "interval");
+            w->next_commit_ms = now + w->cfg->commit_interval_ms;
+            STAT_SET(w, ring_fill, hc_ring_count(w->in));
+        }
+        if (w->cfg->sync_interval_ms && now >= w->next_sync_ms) {
+            hc_store_sync(w->store);
+            w->next_sync_ms = now + w->cfg->sync_interval_ms;
+        }
+        if (n)
+            continue;
+        /* Idle.  Stop once the front is done and the ring is empty. */
+        if (__atomic_load_n(w->front_done, __ATOMIC_ACQUIRE) && hc_ring_count(w->in) == 0)
+            break;
+        hc_wake_prepare(&w->wake);
+        if (hc_ring_count(w->in) || __atomic_load_n(w->front_done, __ATOMIC_ACQUIRE)) {
+            hc_wake_cancel(&w->wake);
+            continue;
+        }
+        uint64_t due = w->next_commit_ms;
+        hc_wake_wait(&w->wake, (w->n_dirty || w->n_alarms) && due > now ? (int)(due - now)
+                                                                           : 1000);
+    }
+    commit(w, "shutdown");
+    hc_store_sync(w->store);
+    STAT_SET(w, ring_fill, 0);
+    return NULL;
+}
+
+int hc_worker_start(struct hc_worker *w)
+{
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    if (rc)
+        return -rc;
+    if (w->cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(w->cpu, &set);
+        rc = pthread_setaffinity_np(w->thread, sizeof(set), &set);
+        if (rc)
+            hc_warn("worker", "cannot pin worker %u to core %d: %s", w->id, w->cpu, strerror(rc));
+    }
+    return 0;
+}
+
+void hc_worker_join(struct hc_worker *w)
+{
+    pthread_join(w->thread, NULL);
+}
+
+void hc_worker_close(struct hc_worker *w)
+{
+    if (!w)
+        return;
+    for (size_t i = 0; i < w->n_alarms; i++)
+        free(w->alarms[i].json);
+    free(w->alarms);
+    free(w->dirty);
+    free(w->scratch);
+    hc_store_close(w->store);
+    hc_vtable_free(&w->vt);
+    hc_detector_free(&w->det);
+    hc_wake_free(&w->wake);
+    w->store = NULL;
+}

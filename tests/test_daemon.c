@@ -1,0 +1,305 @@
+/*
+ * test_daemon.c — hubcapd end to end: a real daemon on ports picked at run
+ * time, a temporary data directory, real TCP and UDP sockets on 127.0.0.1,
+ * its control socket, alarms.log, SIGTERM and kill -9.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "hubcap/sim.h"
+#include "hubcap/wire.h"
+
+#define LAT 52.52
+#define LON 13.405
+#define T0 1795000000000LL
+#define STEP 300000          /* 5 minutes between fixes */
+
+static struct daemon d;
+static const char *const acme35[] = { "thresholds.acme=35", NULL };
+
+static void fini(void)
+{
+    daemon_cleanup(&d);
+    memset(&d, 0, sizeof(d));
+}
+
+TestSuite(daemon, .fini = fini, .timeout = 120);
+
+/* n parked fixes of vid around (lat, lon), a few meters of jitter, from
+ * fix number `from` on. */
+static void parked(struct hc_report *out, const char *vid, int from, int n, double lat,
+                   double lon)
+{
+    for (int i = 0; i < n; i++) {
+        double la, lo;
+        hc_sim_offset(lat, lon, 2.0 + (i % 3), i * 2.1, &la, &lo);
+        out[i] = report(vid, T0 + (int64_t)(from + i) * STEP, la, lo, 0, "acme");
+    }
+}
+
+/* Fixes 0..15 parked, 16..17 moved 300 m north: a tow. */
+static size_t tow(struct hc_report *out, const char *vid)
+{
+    double la, lo;
+    parked(out, vid, 0, 16, LAT, LON);
+    hc_sim_offset(LAT, LON, 300, 0, &la, &lo);
+    parked(out + 16, vid, 16, 2, la, lo);
+    return 18;
+}
+
+Test(daemon, tow_over_tcp_raises_one_alarm_with_the_webhook_body)
+{
+    struct hc_report r[18];
+    daemon_start(&d, acme35);
+    int fd = tcp_connect(d.tcp);
+    send_reports_tcp(fd, r, tow(r, "CAR-1"));
+    daemon_wait_processed(&d, 18);
+    json_t *alarms = daemon_alarms(&d);
+    cr_assert_eq(json_array_size(alarms), 1);
+    json_t *a = json_array_get(alarms, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(a, "type")), "vehicle.moved");
+    json_t *data = json_object_get(a, "data");
+    cr_assert_str_eq(json_string_value(json_object_get(data, "vid")), "CAR-1");
+    cr_assert_str_eq(json_string_value(json_object_get(data, "maker")), "acme");
+    cr_assert_str_eq(json_string_value(json_object_get(data, "state")), "firing");
+    cr_assert_float_eq(json_real_value(json_object_get(data, "threshold_m")), 35.0, 1e-9);
+    cr_assert_eq(json_integer_value(json_object_get(data, "exceeding_pairs")), 28);
+    double far = json_real_value(json_object_get(data, "max_distance_m"));
+    cr_assert(far > 295 && far < 306, "max distance %f", far);
+    cr_assert_not_null(json_string_value(json_object_get(data, "alarm_id")));
+    cr_assert_float_eq(json_real_value(json_object_get(json_object_get(data, "parked"), "lat")),
+                       r[0].lat, 1e-8);    /* 12 significant digits: < 1 mm */
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(data, "latest"), "ts")),
+                     "2026-11-18T12:31:40.000Z");
+    json_decref(alarms);
+    cr_assert_eq(daemon_stat(&d, "alarms"), 1);
+    close(fd);
+    cr_assert_eq(daemon_stop(&d), 0);
+}
+
+Test(daemon, drift_and_one_stray_do_not_alarm_and_ignition_resets)
+{
+    struct hc_report r[40];
+    double la, lo;
+    daemon_start(&d, acme35);
+    int fd = tcp_connect(d.tcp);
+    parked(r, "CAR-2", 0, 20, LAT, LON);
+    hc_sim_offset(LAT, LON, 400, 1.0, &la, &lo);
+    r[10] = report("CAR-2", r[10].ts, la, lo, 0, "acme");     /* one stray */
+    /* Ignition on, then two fixes at a far spot: a new session, no alarm. */
+    r[20] = report("CAR-2", T0 + 20 * STEP, LAT, LON, 1, "acme");
+    hc_sim_offset(LAT, LON, 900, 2.0, &la, &lo);
+    parked(r + 21, "CAR-2", 21, 2, la, lo);
+    send_reports_tcp(fd, r, 23);
+    daemon_wait_processed(&d, 23);
+    json_t *alarms = daemon_alarms(&d);
+    cr_assert_eq(json_array_size(alarms), 0);
+    json_decref(alarms);
+    close(fd);
+}
+
+Test(daemon, tow_over_udp_alarms)
+{
+    struct hc_report r[18];
+    daemon_start(&d, acme35);
+    cr_assert_neq(d.udp, 0);
+    tow(r, "VAN-9");
+    send_reports_udp(d.udp, r, 10);     /* two datagrams */
+    daemon_wait_processed(&d, 10);
+    send_reports_udp(d.udp, r + 10, 8);
+    daemon_wait_processed(&d, 18);
+    json_t *alarms = daemon_alarms(&d);
+    cr_assert_eq(json_array_size(alarms), 1);
+    json_decref(alarms);
+    cr_assert_eq(daemon_stat(&d, "front.udp_datagrams"), 2);
+}
+
+Test(daemon, frames_split_anywhere_and_packed_together_decode_the_same)
+{
+    struct hc_report r[18];
+    uint8_t buf[8192];
+    size_t len = 0;
+    daemon_start(&d, acme35);
+    tow(r, "CAR-3");
+    /* 18 frames of one report each, in one buffer ... */
+    for (int i = 0; i < 18; i++)
+        len += frame_reports(&r[i], 1, buf + len, sizeof(buf) - len);
+    int fd = tcp_connect(d.tcp);
+    /* ... sent one byte at a time for the first frames, then in one go. */
+    size_t i = 0;
+    for (; i < 200; i++) {
+        send_all(fd, buf + i, 1);
+        if (i % 16 == 0)
+            usleep(200);
+    }
+    send_all(fd, buf + i, len - i);
+    daemon_wait_processed(&d, 18);
+    json_t *alarms = daemon_alarms(&d);
+    cr_assert_eq(json_array_size(alarms), 1);
+    json_decref(alarms);
+    cr_assert_eq(daemon_stat(&d, "front.frames"), 18);
+    close(fd);
+}
+
+Test(daemon, malformed_frame_closes_only_its_connection)
+{
+    struct hc_report r[18];
+    daemon_start(&d, acme35);
+    int good = tcp_connect(d.tcp), bad = tcp_connect(d.tcp);
+    tow(r, "CAR-4");
+    send_reports_tcp(good, r, 9);
+    daemon_wait_processed(&d, 9);
+    uint8_t junk[] = { 0, 0, 0, 4, 0xc1, 0xc1, 0xc1, 0xc1 };   /* 0xc1: never valid */
+    send_all(bad, junk, sizeof(junk));
+    cr_assert(peer_closed(bad, 5000), "the bad connection is closed");
+    send_reports_tcp(good, r + 9, 9);
+    daemon_wait_processed(&d, 18);
+    cr_assert(!peer_closed(good, 100), "the good connection stays open");
+    json_t *alarms = daemon_alarms(&d);
+    cr_assert_eq(json_array_size(alarms), 1);
+    json_decref(alarms);
+    cr_assert_eq(daemon_stat(&d, "front.malformed"), 1);
+    close(good);
+    close(bad);
+}
+
+Test(daemon, oversized_frame_closes_only_its_connection)
+{
+    static const char *const sets[] = { "msgpack.max_payload=4096", "thresholds.acme=35", NULL };
+    struct hc_report r[18];
+    daemon_start(&d, sets);
+    int good = tcp_connect(d.tcp), bad = tcp_connect(d.tcp);
+    uint8_t hdr[4];
+    hc_wire_frame_header(hdr, 4097);
+    send_all(bad, hdr, 4);
+    cr_assert(peer_closed(bad, 5000));
+    tow(r, "CAR-5");
+    send_reports_tcp(good, r, 18);  /* 18 reports fit in 4096 bytes */
+    daemon_wait_processed(&d, 18);
+    cr_assert_eq(daemon_stat(&d, "front.oversized"), 1);
+    json_t *alarms = daemon_alarms(&d);
+    cr_assert_eq(json_array_size(alarms), 1);
+    json_decref(alarms);
+    close(good);
+    close(bad);
+}
+
+Test(daemon, bad_report_inside_a_good_payload_is_skipped_and_counted)
+{
+    struct hc_report r[18];
+    daemon_start(&d, acme35);
+    tow(r, "CAR-6");
+    struct hc_report bad = r[3];
+    bad.lat = 123.0;                    /* out of range */
+    struct hc_report all[19];
+    memcpy(all, r, 3 * sizeof(*r));
+    all[3] = bad;
+    memcpy(all + 4, r + 3, 15 * sizeof(*r));
+    int fd = tcp_connect(d.tcp);
+    send_reports_tcp(fd, all, 19);
+    daemon_wait_processed(&d, 18);
+    cr_assert_eq(daemon_stat(&d, "rejected"), 1);
+    json_t *alarms = daemon_alarms(&d);
+    cr_assert_eq(json_array_size(alarms), 1);
+    json_decref(alarms);
+    close(fd);
+}
+
+Test(daemon, restart_after_kill_9_restores_windows)
+{
+    struct hc_report r[18];
+    daemon_start(&d, acme35);
+    tow(r, "CAR-7");
+    int fd = tcp_connect(d.tcp);
+    send_reports_tcp(fd, r, 17);        /* 16 parked and the first moved fix */
+    daemon_wait_processed(&d, 17);
+    close(fd);
+    daemon_kill(&d);                    /* no clean shutdown */
+    daemon_start(&d, acme35);
+    fd = tcp_connect(d.tcp);
+    send_reports_tcp(fd, r + 17, 1);    /* the second moved fix */
+    daemon_wait_processed(&d, 1);
+    json_t *alarms = daemon_alarms(&d);
+    cr_assert_eq(json_array_size(alarms), 1, "the tow that straddles the restart is detected");
+    json_decref(alarms);
+    /* A replayed old fix is stale, not a new position. */
+    send_reports_tcp(fd, r, 1);
+    daemon_wait_processed(&d, 2);
+    cr_assert_eq(daemon_stat(&d, "stale"), 1);
+    close(fd);
+}
+
+Test(daemon, sigterm_drains_everything_sent)
+{
+    enum { CARS = 200 };
+    static const char *const sets[] = { "thresholds.acme=35", "ring.size=1024", NULL };
+    static struct hc_report r[CARS * 18];
+    daemon_start(&d, sets);
+    for (int c = 0; c < CARS; c++) {
+        char vid[16];
+        snprintf(vid, sizeof(vid), "FLEET-%03d", c);
+        tow(r + c * 18, vid);
+    }
+    int fd = tcp_connect(d.tcp);
+    for (int i = 0; i < CARS * 18; i += 100)
+        send_reports_tcp(fd, r + i, CARS * 18 - i < 100 ? (size_t)(CARS * 18 - i) : 100);
+    usleep(100000);     /* let the kernel hand the last bytes over */
+    cr_assert_eq(daemon_stop(&d), 0, "SIGTERM exits 0");
+    close(fd);
+    json_t *alarms = daemon_alarms(&d);
+    cr_assert_eq(json_array_size(alarms), CARS, "every tow sent before SIGTERM is an alarm");
+    json_decref(alarms);
+}
+
+Test(daemon, backpressure_loses_nothing)
+{
+    enum { N = 20000 };
+    static const char *const sets[] = { "ring.size=1024", "core.workers=1", NULL };
+    static struct hc_report r[N];
+    daemon_start(&d, sets);
+    for (int i = 0; i < N; i++) {
+        char vid[16];
+        snprintf(vid, sizeof(vid), "BP-%04d", i % 500);
+        r[i] = report(vid, T0 + (int64_t)(i / 500) * STEP, LAT + (i % 500) * 0.01, LON, 0, "acme");
+    }
+    int fd = tcp_connect(d.tcp);
+    for (int i = 0; i < N; i += 2000)
+        send_reports_tcp(fd, r + i, 2000);
+    daemon_wait_processed(&d, N);
+    cr_assert_eq(daemon_stat(&d, "reports"), N);
+    cr_assert_eq(daemon_stat(&d, "stale"), 0);
+    cr_assert_eq(daemon_stat(&d, "front.lost"), 0);
+    cr_assert_eq(daemon_stat(&d, "vehicles"), 500);
+    close(fd);
+}
+
+Test(daemon, control_socket_refuses_bad_requests)
+{
+    daemon_start(&d, NULL);
+    json_t *a = daemon_control(&d, "this is not json\n");
+    cr_assert(json_is_false(json_object_get(a, "ok")));
+    cr_assert_not_null(json_string_value(json_object_get(a, "error")));
+    json_decref(a);
+    a = daemon_control(&d, "{\"cmd\":\"frobnicate\"}\n");
+    cr_assert(json_is_false(json_object_get(a, "ok")));
+    json_decref(a);
+    a = daemon_control(&d, "{\"cmd\":\"status\"}\n");
+    cr_assert(json_is_true(json_object_get(a, "ok")));
+    cr_assert_eq(json_integer_value(json_object_get(a, "msgpack_tcp")), d.tcp);
+    json_decref(a);
+}
+
+Test(daemon, second_daemon_on_the_same_data_dir_is_refused)
+{
+    daemon_start(&d, NULL);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s --data-dir %s --set msgpack.port=0 2>/dev/null",
+             getenv("HUBCAPD"), d.dir);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "refused with exit status 1");
+}
