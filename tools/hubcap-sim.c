@@ -42,6 +42,8 @@ struct run {
     int confidence;
     double margin;
     int json, quiet, tty;
+    int calibrate_only;
+    const char *write_thresholds;   /* INI file for hubcapd --config */
     struct hc_detector d;
     unsigned char *vehicles;    /* sim.vehicles records of hc_vehicle_size */
     uint32_t *after;            /* post-tow fixes seen in the current session */
@@ -76,6 +78,10 @@ static void usage(FILE *f)
 "      --margin E         margin of error, e.g. 0.03 (default 0.03)\n"
 "Output:\n"
 "  -q, --quiet            no line per alarm, only the tables and summary\n"
+"      --calibrate-only   stop after calibration\n"
+"      --write-thresholds FILE\n"
+"                         write the calibrated thresholds as an INI file for\n"
+"                         hubcapd --config FILE ([thresholds] section)\n"
 "      --json             JSON lines: one per alarm, then the summary\n"
 "  -h, --help             this text\n"
 "\n"
@@ -85,7 +91,7 @@ static void usage(FILE *f)
 
 static void parse(struct run *r, int argc, char **argv)
 {
-    enum { O_TOW = 256, O_STRAY, O_SEED, O_WINDOW, O_N1, O_N2, O_CONF, O_MARGIN, O_JSON };
+    enum { O_TOW = 256, O_STRAY, O_SEED, O_WINDOW, O_N1, O_N2, O_CONF, O_MARGIN, O_JSON, O_CAL_ONLY, O_WRITE };
     static const struct option opts[] = {
         { "vehicles", required_argument, 0, 'n' },
         { "sessions", required_argument, 0, 's' },
@@ -100,6 +106,8 @@ static void parse(struct run *r, int argc, char **argv)
         { "margin", required_argument, 0, O_MARGIN },
         { "quiet", no_argument, 0, 'q' },
         { "json", no_argument, 0, O_JSON },
+        { "calibrate-only", no_argument, 0, O_CAL_ONLY },
+        { "write-thresholds", required_argument, 0, O_WRITE },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -127,6 +135,8 @@ static void parse(struct run *r, int argc, char **argv)
         case O_MARGIN: r->margin = hc_cli_double("--margin", optarg, 0.001, 0.5); break;
         case 'q': r->quiet = 1; break;
         case O_JSON: r->json = 1; break;
+        case O_CAL_ONLY: r->calibrate_only = 1; break;
+        case O_WRITE: r->write_thresholds = optarg; break;
         case 'h': usage(stdout); exit(0);
         default: fprintf(stderr, "Try 'hubcap-sim --help'.\n"); exit(2);
         }
@@ -232,6 +242,24 @@ static int calibrate(struct run *r, json_t *out)
                " unknown makers use %.0f m\n\n", r->det.default_threshold_m);
     }
     return 0;
+}
+
+/* The calibrated thresholds as a hubcapd configuration file. */
+static int write_thresholds(struct run *r)
+{
+    FILE *f = fopen(r->write_thresholds, "w");
+    if (!f) {
+        fprintf(stderr, "hubcap-sim: cannot write %s: %s\n", r->write_thresholds, strerror(errno));
+        return -errno;
+    }
+    fprintf(f, "; drift thresholds calibrated by hubcap-sim (%d %% confidence, %.1f %% margin)\n"
+               "[thresholds]\n", r->confidence, r->margin * 100);
+    for (unsigned i = 1; i < r->d.n_makers; i++) {
+        const struct hc_maker *m = hc_detector_maker_at(&r->d, i);
+        if (m->own)
+            fprintf(f, "%s = %.1f\n", m->name, m->threshold_m);
+    }
+    return fclose(f) == 0 ? 0 : -errno;
 }
 
 static struct hc_vehicle *vehicle(struct run *r, uint32_t i)
@@ -460,6 +488,13 @@ int main(int argc, char **argv)
         printf("hubcap-sim: %u vehicles, seed %llu; W %u, N1 %u, N2 %u\n\n", r.sim.vehicles,
                (unsigned long long)r.sim.seed, r.det.window, r.det.n1, r.det.n2);
     rc = calibrate(&r, out);
+    if (rc == 0 && r.write_thresholds)
+        rc = write_thresholds(&r);
+    if (rc == 0 && r.calibrate_only) {
+        json_decref(out);
+        hc_detector_free(&r.d);
+        return 0;
+    }
     if (rc == 0)
         rc = replay(&r, &secs);
     if (rc < 0) {
