@@ -98,8 +98,8 @@ static const struct opt opts[] = {
      "closing that connection only, with a logged reason and a counter."},
     {"msgpack", "max_connections", OPT_UINT, "4096", FIELD(max_connections),
      1, 1000000, 0,
-     "Most TCP connections open at once. Further connections wait until one "
-     "closes."},
+     "Most TCP connections open at once. A connection beyond that is closed "
+     "as soon as it is accepted, logged and counted (front.refused)."},
 
     {"detect", "window", OPT_UINT, "16", FIELD(window),
      2, HC_WINDOW_MAX, 0,

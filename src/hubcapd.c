@@ -66,6 +66,7 @@ static void usage(FILE *f)
 "                         after the file), e.g. --set msgpack.port=0\n"
 "  -h, --help             this text and every setting\n"
 "  -V, --version          print the version\n"
+"      --config-reference print docs/CONFIG.md (the settings reference)\n"
 "\n"
 "Stop with SIGTERM or Ctrl-C: hubcapd stops accepting, drains its queues,\n"
 "commits and exits 0.  Once running it writes <data_dir>/hubcapd.json with\n"
@@ -83,6 +84,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
         { "set", required_argument, 0, 's' },
         { "help", no_argument, 0, 'h' },
         { "version", no_argument, 0, 'V' },
+        { "config-reference", no_argument, 0, 'R' },
         { 0, 0, 0, 0 },
     };
     char err[512];
@@ -96,6 +98,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
         case 'd': case 's': break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("hubcapd " VERSION "\n"); exit(0);
+        case 'R': hc_config_markdown(stdout); exit(0);
         default: fprintf(stderr, "Try 'hubcapd --help'.\n"); exit(2);
         }
     }

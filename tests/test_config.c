@@ -546,9 +546,9 @@ Test(config, markdown_matches_docs)
     char *doc = read_all(f, &doc_len);
     fclose(f);
     char *gen = markdown(&gen_len);
-    cr_assert_eq(doc_len, gen_len, "%s is stale: regenerate it with hc_config_markdown()", file);
+    cr_assert_eq(doc_len, gen_len, "%s is stale: regenerate it with build/src/hubcapd --config-reference > docs/CONFIG.md", file);
     cr_assert_eq(memcmp(doc, gen, gen_len), 0,
-                 "%s is stale: regenerate it with hc_config_markdown()", file);
+                 "%s is stale: regenerate it with build/src/hubcapd --config-reference > docs/CONFIG.md", file);
     free(doc);
     free(gen);
 }
