@@ -371,7 +371,7 @@ static void pump(struct hc_front *f, uint32_t slot)
         if (c->hdr_have)
             hc_debug("front", "%s closed in the middle of a frame", c->peer);
         conn_close(f, slot, NULL, HC_LOG_DEBUG);
-    } else if (!c->armed) {
+    } else if (!c->armed && !f->stopping) {
         arm_recv(f, c, slot);
     }
 }
@@ -659,6 +659,26 @@ static void kick_workers(struct hc_front *f)
         }
 }
 
+/* Handle every completion that is ready; 1 if one asked us to stop. */
+static int dispatch(struct hc_front *f)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    int stop = 0;
+    io_uring_for_each_cqe(&f->ring, head, cqe) {
+        n++;
+        switch (ud_kind(cqe->user_data)) {
+        case UD_RECV: on_recv(f, cqe); break;
+        case UD_ACCEPT: on_accept(f, cqe); break;
+        case UD_UDP: on_udp(f, cqe); break;
+        case UD_STOP: stop = 1; break;
+        case UD_CANCEL: break;
+        }
+    }
+    io_uring_cq_advance(&f->ring, n);
+    return stop;
+}
+
 static void arm_stop(struct hc_front *f)
 {
     struct io_uring_sqe *sqe = sqe_get(f);
@@ -666,10 +686,15 @@ static void arm_stop(struct hc_front *f)
     io_uring_sqe_set_data64(sqe, ud_make(UD_STOP, 0, 0));
 }
 
-/* Stop: no more accepting or reading; give stalled reports up to a second
- * to find room, then count what is left as lost. */
+/* Stop: no more accepting or reading from sockets; decode what was already
+ * received and give it up to a second to find ring room, then count what
+ * is left as lost. */
 static void shut_down(struct hc_front *f)
 {
+    f->stopping = 1;
+    /* Data that completed before the stop request still counts. */
+    io_uring_submit(&f->ring);
+    dispatch(f);
     if (f->tcp_fd >= 0) {
         shutdown(f->tcp_fd, SHUT_RDWR);
         close(f->tcp_fd);
@@ -684,13 +709,21 @@ static void shut_down(struct hc_front *f)
         int left = 0;
         for (uint32_t s = 0; s < f->max_conns; s++) {
             struct hc_conn *c = &f->conns[s];
-            if (c->open && c->n_stalled && !flush_stalled(f, c))
+            if (!c->open || (!c->n_stalled && !c->pend_n))
+                continue;
+            pump(f, s);
+            if (c->open && (c->n_stalled || c->pend_n))
                 left = 1;
         }
         kick_workers(f);
         if (!left || hc_time_mono_ns() > deadline)
             break;
         usleep(1000);
+    }
+    for (uint32_t s = 0; s < f->max_conns; s++) {
+        struct hc_conn *c = &f->conns[s];
+        if (c->open && c->pend_n)
+            hc_warn("front", "%s: received data not decoded at shutdown", c->peer);
     }
     for (uint32_t s = 0; s < f->max_conns; s++)
         conn_close(f, s, NULL, HC_LOG_DEBUG);
@@ -726,18 +759,7 @@ static void *front_main(void *arg)
             hc_error("front", "io_uring wait: %s; stopping the front", strerror(-rc));
             break;
         }
-        unsigned head, n = 0;
-        io_uring_for_each_cqe(&f->ring, head, cqe) {
-            n++;
-            switch (ud_kind(cqe->user_data)) {
-            case UD_RECV: on_recv(f, cqe); break;
-            case UD_ACCEPT: on_accept(f, cqe); break;
-            case UD_UDP: on_udp(f, cqe); break;
-            case UD_STOP: stopping = 1; break;
-            case UD_CANCEL: break;
-            }
-        }
-        io_uring_cq_advance(&f->ring, n);
+        stopping = dispatch(f);
 
         if (f->n_waiting)
             for (uint32_t s = 0; s < f->max_conns && f->n_waiting; s++)
