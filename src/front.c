@@ -22,6 +22,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -620,7 +621,7 @@ int hc_front_open(struct hc_front *f, const struct hc_config *cfg, struct hc_rin
         hc_error("front", "cannot register provided buffers: %s", strerror(errno));
         return -errno ? -errno : -ENOMEM;
     }
-    f->udp_msg.msg_namelen = sizeof(struct sockaddr_in);
+    f->udp_msg.msg_namelen = 0;     /* the sender address is not needed */
 
     f->max_conns = cfg->max_connections;
     f->conns = calloc(f->max_conns, sizeof(*f->conns));
@@ -756,7 +757,8 @@ static void *front_main(void *arg)
         int rc = io_uring_submit_and_wait_timeout(&f->ring, &cqe, 1,
                                                   f->n_waiting || f->starved ? &ts : NULL, NULL);
         if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-            hc_error("front", "io_uring wait: %s; stopping the front", strerror(-rc));
+            hc_error("front", "io_uring wait: %s; stopping hubcapd", strerror(-rc));
+            f->failed = 1;
             break;
         }
         stopping = dispatch(f);
@@ -781,6 +783,8 @@ static void *front_main(void *arg)
     __atomic_store_n(f->done, 1, __ATOMIC_RELEASE);
     for (unsigned w = 0; w < f->nworkers; w++)
         hc_wake_signal(f->wakes[w]);
+    if (f->failed)          /* main waits for signals: tell it to stop too */
+        kill(getpid(), SIGTERM);
     return NULL;
 }
 

@@ -354,6 +354,8 @@ int main(int argc, char **argv)
     }
     stop(&d);
     report_totals(&d);
+    if (d.front.failed)
+        hc_error("main", "stopped after a front failure (see above); exit status 1");
     unlink(d.ready_path);
     hc_ctl_close(&d.ctl);
     hc_front_close(&d.front);
@@ -361,6 +363,7 @@ int main(int argc, char **argv)
         hc_worker_close(&d.workers[i]);
         hc_ring_free(&d.rings[i]);
     }
+    int failed = d.front.failed;
     free(d.workers);
     free(d.rings);
     free(d.ring_ptrs);
@@ -368,5 +371,5 @@ int main(int argc, char **argv)
     close(d.alarm_fd);
     close(d.lock_fd);
     close(sfd);
-    return 0;
+    return failed ? 1 : 0;
 }

@@ -239,44 +239,15 @@ static void serialize(struct hc_worker *w, const struct hc_vehicle *v, size_t *l
     *len = sizeof(st) + w->vt.vsize;
 }
 
-static void commit(struct hc_worker *w, const char *why)
+/* Most vehicles written in one transaction.  LMDB keeps a transaction's
+ * dirty pages in memory, and keeps freed page buffers for reuse, so an
+ * unbounded transaction (a million vehicles changed at once) would leave
+ * hundreds of megabytes behind; bounded, a shard holds a few megabytes. */
+#define TXN_VEHICLES 4096
+
+/* Hand durable alarms on to alarms.log. */
+static void log_alarms(struct hc_worker *w, const char *who)
 {
-    char who[32];
-    if (w->n_dirty == 0 && w->n_alarms == 0 && w->logged_id == w->logged_id_stored)
-        return;
-    snprintf(who, sizeof(who), "worker %u", w->id);
-
-    int rc = hc_store_begin(w->store);
-    for (size_t i = 0; rc == 0 && i < w->n_dirty; i++) {
-        struct hc_vrec *r = hc_vtable_rec(&w->vt, w->dirty[i]);
-        size_t len;
-        serialize(w, hc_vrec_vehicle(r), &len);
-        rc = hc_store_put_vehicle(w->store, hc_vtable_vid(&w->vt, r), r->vid_len, w->scratch, len);
-    }
-    for (size_t i = 0; rc == 0 && i < w->n_alarms; i++)
-        rc = hc_store_put_alarm(w->store, w->alarms[i].id, w->alarms[i].json,
-                                strlen(w->alarms[i].json));
-    if (rc == 0 && w->logged_id != w->logged_id_stored)
-        rc = hc_store_put_meta(w->store, "logged_alarm_id", &w->logged_id, sizeof(w->logged_id));
-    if (rc == 0)
-        rc = hc_store_commit(w->store, w->n_alarms > 0 || w->cfg->sync_interval_ms == 0);
-    if (rc < 0) {
-        hc_store_abort(w->store);
-        STAT_ADD(w, commit_errors, 1);
-        /* Keep everything: the next interval tries again. */
-        if (w->stats.commit_errors < 10 || w->stats.commit_errors % 1000 == 0)
-            hc_error(who, "commit of %zu vehicles and %zu alarms failed (%s): %s; will retry",
-                     w->n_dirty, w->n_alarms, why, hc_store_error(w->store));
-        return;
-    }
-    w->logged_id_stored = w->logged_id;
-    for (size_t i = 0; i < w->n_dirty; i++)
-        hc_vtable_rec(&w->vt, w->dirty[i])->dirty = 0;
-    STAT_ADD(w, persisted, w->n_dirty);
-    STAT_ADD(w, commits, 1);
-    w->n_dirty = 0;
-
-    /* Durable now: hand the alarms on. */
     for (size_t i = 0; i < w->n_alarms; i++) {
         const char *json = w->alarms[i].json;
         if (append_alarm_line(w, json, strlen(json)) == 0)
@@ -287,6 +258,67 @@ static void commit(struct hc_worker *w, const char *why)
         free(w->alarms[i].json);
     }
     w->n_alarms = 0;
+}
+
+/* One transaction: the last n vehicles of the dirty list, plus, when
+ * with_alarms, every pending alarm (then synced before returning). */
+static int commit_chunk(struct hc_worker *w, size_t n, int with_alarms)
+{
+    size_t from = w->n_dirty - n;
+    int rc = hc_store_begin(w->store);
+    for (size_t i = from; rc == 0 && i < w->n_dirty; i++) {
+        struct hc_vrec *r = hc_vtable_rec(&w->vt, w->dirty[i]);
+        size_t len;
+        serialize(w, hc_vrec_vehicle(r), &len);
+        rc = hc_store_put_vehicle(w->store, hc_vtable_vid(&w->vt, r), r->vid_len, w->scratch, len);
+    }
+    for (size_t i = 0; with_alarms && rc == 0 && i < w->n_alarms; i++)
+        rc = hc_store_put_alarm(w->store, w->alarms[i].id, w->alarms[i].json,
+                                strlen(w->alarms[i].json));
+    if (with_alarms && rc == 0 && w->logged_id != w->logged_id_stored)
+        rc = hc_store_put_meta(w->store, "logged_alarm_id", &w->logged_id, sizeof(w->logged_id));
+    if (rc == 0)
+        rc = hc_store_commit(w->store, (with_alarms && w->n_alarms > 0) ||
+                                           w->cfg->sync_interval_ms == 0);
+    if (rc < 0) {
+        hc_store_abort(w->store);
+        return rc;
+    }
+    for (size_t i = from; i < w->n_dirty; i++)
+        hc_vtable_rec(&w->vt, w->dirty[i])->dirty = 0;
+    w->n_dirty = from;
+    STAT_ADD(w, persisted, n);
+    STAT_ADD(w, commits, 1);
+    return 0;
+}
+
+/* Write the dirty set and pending alarms, TXN_VEHICLES at a time; the
+ * alarms (the urgent part) go with the first transaction.  On failure what
+ * was not written stays pending and the next interval tries again. */
+static void commit(struct hc_worker *w, const char *why)
+{
+    char who[32];
+    int alarms = w->n_alarms > 0 || w->logged_id != w->logged_id_stored;
+    if (w->n_dirty == 0 && !alarms)
+        return;
+    snprintf(who, sizeof(who), "worker %u", w->id);
+    do {
+        size_t n = w->n_dirty < TXN_VEHICLES ? w->n_dirty : TXN_VEHICLES;
+        int rc = commit_chunk(w, n, alarms);
+        if (rc < 0) {
+            STAT_ADD(w, commit_errors, 1);
+            if (w->stats.commit_errors < 10 || w->stats.commit_errors % 1000 == 0)
+                hc_error(who, "commit of %zu vehicles and %zu alarms failed (%s): %s; will retry",
+                         n, alarms ? w->n_alarms : 0, why, hc_store_error(w->store));
+            STAT_SET(w, dirty, w->n_dirty + w->n_alarms);
+            return;
+        }
+        if (alarms) {
+            w->logged_id_stored = w->logged_id;
+            log_alarms(w, who);     /* durable now */
+            alarms = 0;
+        }
+    } while (w->n_dirty > 0);
     STAT_SET(w, dirty, 0);
 }
 

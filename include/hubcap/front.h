@@ -74,6 +74,7 @@ struct hc_front {
     unsigned n_waiting;             /* connections with stalled input */
     int starved;                    /* some recv ended with -ENOBUFS */
     int stopping;                   /* shutting down: no more recv */
+    int failed;                     /* stopped on an error, not on request */
 
     struct hc_wire wire;
     struct hc_report *staging;      /* one UDP datagram's reports */
