@@ -550,8 +550,11 @@ static int bind_socket(int type, const char *addr, unsigned port, int *fd_out, u
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (type == SOCK_DGRAM) {
-        int rcvbuf = 8 << 20;
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+        /* Room for bursts: 32 MiB, past net.core.rmem_max when we may
+         * (root or CAP_NET_ADMIN), else as much as the system allows. */
+        int rcvbuf = HC_FRONT_UDP_RCVBUF;
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) < 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     }
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
         (type == SOCK_STREAM && listen(fd, 1024) < 0)) {

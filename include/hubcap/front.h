@@ -30,6 +30,9 @@
 #include "hubcap/ring.h"
 #include "hubcap/wire.h"
 
+/* UDP receive buffer hubcapd asks for (bytes). */
+#define HC_FRONT_UDP_RCVBUF (32 << 20)
+
 struct hc_front_stats {
     uint64_t accepted;      /* TCP connections accepted */
     uint64_t refused;       /* ... closed at once: max_connections reached */
