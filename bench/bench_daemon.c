@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "hubcap/cli.h"
 #include "hubcap/front.h"
 #include "hubcap/timefmt.h"
@@ -123,19 +124,6 @@ static void sleep_ms(int ms)
 static double since_s(uint64_t t0)
 {
     return (double)(hc_time_mono_ns() - t0) / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of v[0..n), n > 0; sorts v, so v[0] and v[n-1] are then the extremes. */
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static void verdict(const char *floor_txt, int met, const char *what)
@@ -638,7 +626,7 @@ static int bench_tcp(struct bench *b)
         fflush(stdout);
     }
     if (ok) {
-        double med = median(rate, ok);
+        double med = bench_median(rate, ok);
         printf("BENCH daemon_tcp_reports_per_s %.0f reports/s\n", med);
         printf("BENCH daemon_tcp_reports_per_s_min %.0f reports/s\n", rate[0]);
         printf("BENCH daemon_tcp_reports_per_s_max %.0f reports/s\n", rate[ok - 1]);
@@ -865,7 +853,7 @@ static int bench_udp(struct bench *b)
         fflush(stdout);
     }
     if (na && nb) {
-        double ma = median(ra, na), mb = median(rb, nb);
+        double ma = bench_median(ra, na), mb = bench_median(rb, nb);
         printf("BENCH daemon_udp_datagrams_per_s %.0f datagrams/s\n", ma);
         printf("BENCH sink_udp_datagrams_per_s %.0f datagrams/s\n", mb);
         printf("BENCH daemon_udp_vs_sink_ratio %.3f x\n", ma / mb);
@@ -1010,7 +998,7 @@ static int bench_restart(struct bench *b, struct daemon *d, unsigned vehicles)
         fflush(stdout);
     }
     if (ok) {
-        double med = median(t, ok);
+        double med = bench_median(t, ok);
         printf("BENCH daemon_restart_1m_vehicles_s %.3f s\n", med);
         verdict("3 s", med <= 3.0, "daemon_restart_1m_vehicles_s <= 3 s");
     }

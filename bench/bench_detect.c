@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "benchutil.h"
 #include "hubcap/cli.h"
 #include "hubcap/detect.h"
 #include "hubcap/geo.h"
@@ -163,18 +164,6 @@ static size_t run_hubcap(struct input *in, const struct makers *mk,
 
 /* ---- harness ------------------------------------------------------------ */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static struct input *make_input(uint32_t vehicles, uint32_t fixes, uint64_t seed)
 {
     struct input *in = calloc(1, sizeof(*in));
@@ -210,7 +199,7 @@ static int bench_window(unsigned w, uint32_t vehicles, uint32_t fixes, int runs_
         n_want = run_literal(in, &mk, w, n1, n2, want);
         t[i] = (double)in->ns / (double)in->total;
     }
-    double lit = median(t, runs_lit);
+    double lit = bench_median(t, runs_lit);
     printf("BENCH detect_literal_w%u %.1f ns/report\n", w, lit);
 
     const struct hc_kernel *ks[4];
@@ -223,7 +212,7 @@ static int bench_window(unsigned w, uint32_t vehicles, uint32_t fixes, int runs_
             n_got = run_hubcap(in, &mk, ks[k], w, n1, n2, got);
             t[i] = (double)in->ns / (double)in->total;
         }
-        double ns = median(t, runs_hc);
+        double ns = bench_median(t, runs_hc);
         if (n_got != n_want || memcmp(want, got, n_got * sizeof(uint32_t)) != 0) {
             fprintf(stderr, "bench_detect: W=%u kernel %s raised %zu alarms, literal %zu:"
                     " the methods disagree\n", w, ks[k]->name, n_got, n_want);

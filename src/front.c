@@ -35,6 +35,7 @@
 #include "hubcap/front.h"
 #include "hubcap/hash.h"
 #include "hubcap/log.h"
+#include "hubcap/thread.h"
 #include "hubcap/timefmt.h"
 
 #define TBUF_SIZE (64 * 1024)       /* TCP receive buffers */
@@ -800,16 +801,7 @@ static void *front_main(void *arg)
 
 int hc_front_start(struct hc_front *f)
 {
-    int rc = pthread_create(&f->thread, NULL, front_main, f);
-    if (rc)
-        return -rc;
-    if (f->cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(f->cpu, &set);
-        pthread_setaffinity_np(f->thread, sizeof(set), &set);
-    }
-    return 0;
+    return hc_thread_start(&f->thread, front_main, f, f->cpu, "front");
 }
 
 void hc_front_stop(struct hc_front *f)

@@ -28,6 +28,7 @@
 #include "hubcap/geo.h"
 #include "hubcap/hash.h"
 #include "hubcap/log.h"
+#include "hubcap/thread.h"
 #include "hubcap/timefmt.h"
 #include "hubcap/worker.h"
 
@@ -465,18 +466,9 @@ static void *worker_main(void *arg)
 
 int hc_worker_start(struct hc_worker *w)
 {
-    int rc = pthread_create(&w->thread, NULL, worker_main, w);
-    if (rc)
-        return -rc;
-    if (w->cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(w->cpu, &set);
-        rc = pthread_setaffinity_np(w->thread, sizeof(set), &set);
-        if (rc)
-            hc_warn("worker", "cannot pin worker %u to core %d: %s", w->id, w->cpu, strerror(rc));
-    }
-    return 0;
+    char who[32];
+    snprintf(who, sizeof(who), "worker %u", w->id);
+    return hc_thread_start(&w->thread, worker_main, w, w->cpu, who);
 }
 
 void hc_worker_join(struct hc_worker *w)

@@ -268,6 +268,19 @@ static int lane_frame(struct lane *l, const struct opts *o, msgpack_sbuffer *bod
     return 0;
 }
 
+/* Pack a lane's pending reports as one payload (an array) and queue it. */
+static int flush(struct lane *l, const struct opts *o, msgpack_packer *pk,
+                 msgpack_sbuffer *body, const struct hc_report *pend, unsigned *n)
+{
+    msgpack_sbuffer_clear(body);
+    msgpack_pack_array(pk, *n);
+    for (unsigned i = 0; i < *n; i++)
+        hc_wire_pack(pk, &pend[i]);
+    int rc = lane_frame(l, o, body, *n);
+    *n = 0;
+    return rc;
+}
+
 static int build(const struct opts *o, struct lane *lanes, struct truth *truth, uint64_t *total)
 {
     struct hc_sim *sim;
@@ -296,27 +309,14 @@ static int build(const struct opts *o, struct lane *lanes, struct truth *truth, 
             tr->tow_ts = r.ts;
         unsigned k = t.vehicle % o->conns;
         pend[k][n_pend[k]++] = r;
-        if (n_pend[k] == o->batch) {
-            msgpack_sbuffer_clear(&body);
-            msgpack_pack_array(&pk, n_pend[k]);
-            for (unsigned i = 0; i < n_pend[k]; i++)
-                hc_wire_pack(&pk, &pend[k][i]);
-            if (lane_frame(&lanes[k], o, &body, n_pend[k]) < 0)
-                return -ENOMEM;
-            n_pend[k] = 0;
-        }
+        if (n_pend[k] == o->batch && flush(&lanes[k], o, &pk, &body, pend[k], &n_pend[k]) < 0)
+            return -ENOMEM;
         if (o->tty && !o->json && (++done & 0xffff) == 0)
             fprintf(stderr, "\r  preparing %5.1f %%", 100.0 * (double)done / (double)all);
     }
     for (unsigned k = 0; k < o->conns; k++)
-        if (n_pend[k]) {
-            msgpack_sbuffer_clear(&body);
-            msgpack_pack_array(&pk, n_pend[k]);
-            for (unsigned i = 0; i < n_pend[k]; i++)
-                hc_wire_pack(&pk, &pend[k][i]);
-            if (lane_frame(&lanes[k], o, &body, n_pend[k]) < 0)
-                return -ENOMEM;
-        }
+        if (n_pend[k] && flush(&lanes[k], o, &pk, &body, pend[k], &n_pend[k]) < 0)
+            return -ENOMEM;
     if (o->tty && !o->json)
         fprintf(stderr, "\r%40s\r", "");
     for (unsigned i = 0; i < o->conns; i++)
