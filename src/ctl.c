@@ -79,20 +79,22 @@ int hc_ctl_pollfds(const struct hc_ctl *c, struct pollfd *pfd)
     return n;
 }
 
-static void reply(int fd, json_t *ans)
+/* Send one answer line without blocking: the main thread must never wait
+ * on a client (SIGTERM is handled by the same loop).  Returns -1 when the
+ * client does not take the whole line (it is not reading): drop it. */
+static int reply(int fd, json_t *ans)
 {
+    int rc = -1;
     char *s = json_dumps(ans, JSON_COMPACT | JSON_REAL_PRECISION(10));
     if (s) {
         size_t len = strlen(s);
         s[len] = '\n';      /* json_dumps leaves room for the NUL we replace */
-        int fl = fcntl(fd, F_GETFL);
-        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-        ssize_t w = send(fd, s, len + 1, MSG_NOSIGNAL);
-        (void)w;
-        fcntl(fd, F_SETFL, fl);
+        ssize_t w = send(fd, s, len + 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        rc = w == (ssize_t)(len + 1) ? 0 : -1;
         free(s);
     }
     json_decref(ans);
+    return rc;
 }
 
 static json_t *refuse(const char *msg)
@@ -100,28 +102,29 @@ static json_t *refuse(const char *msg)
     return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
 }
 
-static void handle(struct hc_ctl *c, int fd, const char *line)
+static int handle(struct hc_ctl *c, int fd, const char *line)
 {
     json_error_t jerr;
     json_t *req = json_loads(line, 0, &jerr);
     const char *cmd = req ? json_string_value(json_object_get(req, "cmd")) : NULL;
     if (!req || !json_is_object(req) || !cmd) {
-        reply(fd, refuse("a request is one JSON object with a string \"cmd\", on one line"));
         json_decref(req);
-        return;
+        return reply(fd, refuse("a request is one JSON object with a string \"cmd\", on one line"));
     }
     const char *error = NULL;
     json_t *ans = c->handler(c->ctx, cmd, req, &error);
+    int rc;
     if (error) {
         json_decref(ans);
-        reply(fd, refuse(error));
+        rc = reply(fd, refuse(error));
     } else {
         if (!ans)
             ans = json_object();
         json_object_set_new(ans, "ok", json_true());
-        reply(fd, ans);
+        rc = reply(fd, ans);
     }
     json_decref(req);
+    return rc;
 }
 
 static void accept_clients(struct hc_ctl *c)
@@ -177,7 +180,10 @@ static void read_client(struct hc_ctl *c, struct hc_ctl_client *cl)
     char *nl;
     while (cl->fd >= 0 && (nl = memchr(cl->buf, '\n', cl->len))) {
         *nl = '\0';
-        handle(c, cl->fd, cl->buf);
+        if (handle(c, cl->fd, cl->buf) < 0) {
+            client_drop(cl);        /* it does not read its answers */
+            return;
+        }
         size_t rest = cl->len - (size_t)(nl + 1 - cl->buf);
         memmove(cl->buf, nl + 1, rest);
         cl->len = rest;

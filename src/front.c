@@ -206,7 +206,7 @@ static void conn_close(struct hc_front *f, uint32_t slot, const char *why, int l
     free(c->buf);
     free(c->pend);
     free(c->stalled);
-    uint32_t gen = c->gen + 1;
+    uint32_t gen = (c->gen + 1) & 0xffffff;    /* user_data keeps 24 bits */
     memset(c, 0, sizeof(*c));
     c->gen = gen;
     c->fd = -1;
@@ -443,6 +443,16 @@ static void arm_accept(struct hc_front *f)
 
 static void on_accept(struct hc_front *f, struct io_uring_cqe *cqe)
 {
+    if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM) {
+        /* Out of descriptors: the connection stays queued, so accepting
+         * again at once would fail again at once.  Retry in 100 ms. */
+        if (!(cqe->flags & IORING_CQE_F_MORE))
+            f->accept_retry_ns = hc_time_mono_ns() + 100000000ull;
+        if (f->stats.accept_errors++ % 1000 == 0)
+            hc_warn("front", "accept: %s (raise the open-file limit or lower"
+                    " msgpack.max_connections); retrying", strerror(-cqe->res));
+        return;
+    }
     if (!(cqe->flags & IORING_CQE_F_MORE) && f->tcp_fd >= 0)
         arm_accept(f);
     if (cqe->res < 0) {
@@ -462,7 +472,7 @@ static void on_accept(struct hc_front *f, struct io_uring_cqe *cqe)
     struct hc_conn *c = &f->conns[slot];
     c->fd = fd;
     c->open = 1;
-    struct sockaddr_in sa;
+    struct sockaddr_in sa = { 0 };
     socklen_t sl = sizeof(sa);
     char ip[INET_ADDRSTRLEN] = "?";
     if (getpeername(fd, (struct sockaddr *)&sa, &sl) == 0)
@@ -765,8 +775,12 @@ static void *front_main(void *arg)
     while (!stopping) {
         struct io_uring_cqe *cqe;
         struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 1000000 };
-        int rc = io_uring_submit_and_wait_timeout(&f->ring, &cqe, 1,
-                                                  f->n_waiting || f->starved ? &ts : NULL, NULL);
+        if (f->accept_retry_ns && hc_time_mono_ns() >= f->accept_retry_ns && f->tcp_fd >= 0) {
+            f->accept_retry_ns = 0;
+            arm_accept(f);
+        }
+        int rc = io_uring_submit_and_wait_timeout(
+            &f->ring, &cqe, 1, f->n_waiting || f->starved || f->accept_retry_ns ? &ts : NULL, NULL);
         if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
             hc_error("front", "io_uring wait: %s; stopping hubcapd", strerror(-rc));
             f->failed = 1;

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -221,6 +222,55 @@ static int write_ready(struct daemon *d)
 
 /* ---- main --------------------------------------------------------------- */
 
+/* Every connection is a descriptor: lift the soft limit to the hard one
+ * and say so if that is still short of msgpack.max_connections. */
+static void raise_fd_limit(const struct hc_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)cfg->max_connections + 64)
+        hc_warn("main", "open-file limit %llu is below msgpack.max_connections (%u) plus"
+                " hubcapd's own files; raise it (ulimit -n) or lower max_connections",
+                (unsigned long long)rl.rlim_cur, cfg->max_connections);
+}
+
+/* A vehicle lives in shard hc_hash(vid) % workers, so a data dir must be
+ * opened with the worker count it was written with; <data_dir>/shards
+ * records it.  (Resharding is not supported yet.) */
+static int check_shards(struct daemon *d)
+{
+    char path[4200];
+    unsigned have = 0;
+    snprintf(path, sizeof(path), "%s/shards", d->cfg.data_dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        int n = fscanf(f, "%u", &have);
+        fclose(f);
+        if (n != 1 || have == 0) {
+            hc_error("main", "%s is damaged: it should hold the worker count", path);
+            return -EINVAL;
+        }
+        if (have != d->nworkers) {
+            hc_error("main", "%s was written by %u workers, but core.workers is %u: start with"
+                     " --set core.workers=%u (moving vehicles between shards is not supported)",
+                     d->cfg.data_dir, have, d->nworkers, have);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    f = fopen(path, "w");
+    if (!f || fprintf(f, "%u\n", d->nworkers) < 0 || fclose(f) != 0) {
+        hc_error("main", "cannot write %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
 static int start(struct daemon *d)
 {
     char path[4200];
@@ -247,6 +297,9 @@ static int start(struct daemon *d)
     }
 
     d->nworkers = d->cfg.workers;
+    rc = check_shards(d);
+    if (rc < 0)
+        return rc;
     d->rings = calloc(d->nworkers, sizeof(*d->rings));
     d->ring_ptrs = calloc(d->nworkers, sizeof(*d->ring_ptrs));
     d->wake_ptrs = calloc(d->nworkers, sizeof(*d->wake_ptrs));
@@ -331,6 +384,11 @@ int main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (sfd < 0) {
+        hc_error("main", "signalfd: %s", strerror(errno));
+        return 1;
+    }
+    raise_fd_limit(&d.cfg);
 
     rc = start(&d);
     if (rc < 0) {

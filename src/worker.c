@@ -46,6 +46,7 @@ struct stored {
 struct hc_pending_alarm {
     uint64_t id;                    /* shard << 48 | seq: the LMDB key */
     char *json;                     /* the body, malloc'd */
+    uint32_t vehicle;               /* its record, written in the same transaction */
 };
 
 static uint64_t mono_ms(void)
@@ -139,8 +140,11 @@ static int append_alarm_line(struct hc_worker *w, const char *json, size_t len)
     memcpy(line, json, len);
     line[len] = '\n';
     ssize_t n = write(w->alarm_log_fd, line, len + 1);
+    int err = errno;
     free(line);
-    return n == (ssize_t)(len + 1) ? 0 : -errno;
+    if (n == (ssize_t)(len + 1))
+        return 0;
+    return n < 0 ? -err : -EIO;     /* a torn line is a failure too */
 }
 
 static int relog_one(void *ctx, uint64_t id, const void *val, size_t len)
@@ -216,8 +220,11 @@ int hc_worker_open(struct hc_worker *w, unsigned id, const struct hc_config *cfg
     /* Alarms committed before a crash but not yet in alarms.log. */
     uint64_t before = w->logged_id;
     rc = hc_store_each_alarm(w->store, w->logged_id + 1, relog_one, w);
-    if (rc < 0)
-        hc_warn(who, "re-logging committed alarms: %s", hc_strerror(rc));
+    if (rc < 0) {
+        hc_warn(who, "re-logging committed alarms: %s (retried at every commit)",
+                hc_strerror(rc));
+        w->relog = 1;
+    }
     if (w->logged_id != before)
         hc_info(who, "re-logged alarms committed before the last stop (up to %" PRIu64 ")",
                 (uint64_t)(w->logged_id & ((1ull << 48) - 1)));
@@ -246,19 +253,43 @@ static void serialize(struct hc_worker *w, const struct hc_vehicle *v, size_t *l
  * hundreds of megabytes behind; bounded, a shard holds a few megabytes. */
 #define TXN_VEHICLES 4096
 
-/* Hand durable alarms on to alarms.log. */
+/* Append alarms committed to the store but not yet to alarms.log, in id
+ * order, from the store itself.  Stops at the first failed append and
+ * leaves w->relog set, so the next commit tries again from there: an
+ * alarm is never skipped in alarms.log, only delayed. */
+static void relog_from_store(struct hc_worker *w, const char *who)
+{
+    int rc = hc_store_each_alarm(w->store, w->logged_id + 1, relog_one, w);
+    if (rc < 0) {
+        if (!w->relog)
+            hc_error(who, "appending to alarms.log: %s; the alarms are safe in the store and"
+                     " are appended as soon as that works again", hc_strerror(rc));
+        w->relog = 1;
+    } else {
+        w->relog = 0;
+    }
+}
+
+/* The pending alarms are durable now: hand them on to alarms.log. */
 static void log_alarms(struct hc_worker *w, const char *who)
 {
     for (size_t i = 0; i < w->n_alarms; i++) {
-        const char *json = w->alarms[i].json;
-        if (append_alarm_line(w, json, strlen(json)) == 0)
-            w->logged_id = w->alarms[i].id;
-        else
-            hc_error(who, "appending to alarms.log: %s (the alarm is safe in the store and"
-                     " is logged again at the next start)", strerror(errno));
+        if (!w->relog) {
+            const char *json = w->alarms[i].json;
+            int rc = append_alarm_line(w, json, strlen(json));
+            if (rc == 0) {
+                w->logged_id = w->alarms[i].id;
+            } else {
+                hc_error(who, "appending to alarms.log: %s; the alarms are safe in the store"
+                         " and are appended as soon as that works again", hc_strerror(rc));
+                w->relog = 1;   /* the rest follow from the store, in order */
+            }
+        }
         free(w->alarms[i].json);
     }
     w->n_alarms = 0;
+    if (w->relog)
+        relog_from_store(w, who);
 }
 
 /* One transaction: the last n vehicles of the dirty list, plus, when
@@ -273,9 +304,18 @@ static int commit_chunk(struct hc_worker *w, size_t n, int with_alarms)
         serialize(w, hc_vrec_vehicle(r), &len);
         rc = hc_store_put_vehicle(w->store, hc_vtable_vid(&w->vt, r), r->vid_len, w->scratch, len);
     }
-    for (size_t i = 0; with_alarms && rc == 0 && i < w->n_alarms; i++)
-        rc = hc_store_put_alarm(w->store, w->alarms[i].id, w->alarms[i].json,
-                                strlen(w->alarms[i].json));
+    for (size_t i = 0; with_alarms && rc == 0 && i < w->n_alarms; i++) {
+        /* The vehicle that raised it goes in the same transaction, so a
+         * crash can never keep the alarm but lose the vehicle's "alarmed"
+         * state (which would raise it again under a new id). */
+        struct hc_vrec *r = hc_vtable_rec(&w->vt, w->alarms[i].vehicle);
+        size_t len;
+        serialize(w, hc_vrec_vehicle(r), &len);
+        rc = hc_store_put_vehicle(w->store, hc_vtable_vid(&w->vt, r), r->vid_len, w->scratch, len);
+        if (rc == 0)
+            rc = hc_store_put_alarm(w->store, w->alarms[i].id, w->alarms[i].json,
+                                    strlen(w->alarms[i].json));
+    }
     if (with_alarms && rc == 0 && w->logged_id != w->logged_id_stored)
         rc = hc_store_put_meta(w->store, "logged_alarm_id", &w->logged_id, sizeof(w->logged_id));
     if (rc == 0)
@@ -300,9 +340,13 @@ static void commit(struct hc_worker *w, const char *why)
 {
     char who[32];
     int alarms = w->n_alarms > 0 || w->logged_id != w->logged_id_stored;
+    snprintf(who, sizeof(who), "worker %u", w->id);
+    if (w->relog && w->n_alarms == 0) {
+        relog_from_store(w, who);
+        alarms = w->logged_id != w->logged_id_stored;
+    }
     if (w->n_dirty == 0 && !alarms)
         return;
-    snprintf(who, sizeof(who), "worker %u", w->id);
     do {
         size_t n = w->n_dirty < TXN_VEHICLES ? w->n_dirty : TXN_VEHICLES;
         int rc = commit_chunk(w, n, alarms);
@@ -339,7 +383,7 @@ static int push_dirty(struct hc_worker *w, uint32_t idx)
     return 0;
 }
 
-static void raise_alarm(struct hc_worker *w, const struct hc_alarm *a)
+static void raise_alarm(struct hc_worker *w, const struct hc_alarm *a, uint32_t vehicle)
 {
     char id[HC_ALARM_ID_LEN];
     if (w->n_alarms == w->cap_alarms) {
@@ -361,6 +405,7 @@ static void raise_alarm(struct hc_worker *w, const struct hc_alarm *a)
     }
     w->alarms[w->n_alarms].id = ((uint64_t)w->id << 48) | seq;
     w->alarms[w->n_alarms].json = json;
+    w->alarms[w->n_alarms].vehicle = vehicle;
     w->n_alarms++;
     STAT_ADD(w, alarms, 1);
 }
@@ -400,7 +445,7 @@ static void process(struct hc_worker *w, struct hc_report *batch, size_t n)
         if (!r->dirty && push_dirty(w, (uint32_t)idx[i]) == 0)
             r->dirty = 1;
         if (rc == HC_DETECT_ALARM)
-            raise_alarm(w, &alarm);
+            raise_alarm(w, &alarm, (uint32_t)idx[i]);
     }
     STAT_ADD(w, reports, n);
     if (rejected)
@@ -454,11 +499,25 @@ static void *worker_main(void *arg)
             hc_wake_cancel(&w->wake);
             continue;
         }
+        /* Sleep until woken, or until the next commit is due, or at most
+         * one commit interval (a doorbell held back for batching is never
+         * waited on for longer). */
         uint64_t due = w->next_commit_ms;
-        hc_wake_wait(&w->wake, (w->n_dirty || w->n_alarms) && due > now ? (int)(due - now)
-                                                                           : 1000);
+        int idle = (int)w->cfg->commit_interval_ms;
+        hc_wake_wait(&w->wake, (w->n_dirty || w->n_alarms) && due > now && due - now < (uint64_t)idle
+                                   ? (int)(due - now) : idle);
     }
     commit(w, "shutdown");
+    commit(w, "shutdown");          /* records how far alarms.log got */
+    if (w->n_alarms) {
+        /* The store refused them: alarms.log is all that is left. */
+        char who[32];
+        snprintf(who, sizeof(who), "worker %u", w->id);
+        hc_error(who, "%zu alarms could not be committed at shutdown (%s); writing them to"
+                 " alarms.log only", w->n_alarms, hc_store_error(w->store));
+        w->relog = 0;
+        log_alarms(w, who);
+    }
     hc_store_sync(w->store);
     STAT_SET(w, ring_fill, 0);
     return NULL;

@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -302,4 +305,36 @@ Test(daemon, second_daemon_on_the_same_data_dir_is_refused)
              getenv("HUBCAPD"), d.dir);
     int rc = system(cmd);
     cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "refused with exit status 1");
+}
+
+Test(daemon, a_data_dir_keeps_its_worker_count)
+{
+    daemon_start(&d, NULL);             /* the harness runs 2 workers */
+    cr_assert_eq(daemon_stop(&d), 0);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s --data-dir %s --set msgpack.port=0 --set core.workers=1"
+             " 2>/dev/null", getenv("HUBCAPD"), d.dir);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1,
+              "refused: its vehicles are sharded over 2 workers");
+    daemon_start(&d, NULL);             /* the same count still starts */
+}
+
+Test(daemon, a_control_client_that_never_reads_cannot_block_sigterm)
+{
+    daemon_start(&d, NULL);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    memcpy(sa.sun_path, d.control, sizeof(d.control));
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    /* Many requests, never reading an answer. */
+    static char burst[200 * 16];
+    for (int i = 0; i < 200; i++)
+        memcpy(burst + i * 16, "{\"cmd\":\"stats\"}\n", 16);
+    for (int i = 0; i < 20; i++)
+        if (send(fd, burst, sizeof(burst), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+            break;
+    usleep(200000);
+    cr_assert_eq(daemon_stop(&d), 0, "SIGTERM still stops hubcapd");
+    close(fd);
 }

@@ -12,6 +12,9 @@
  * the kernel's socket buffer and TCP flow control push back on the sender;
  * reading resumes once they have been delivered.
  *
+ * Memory: a stalled connection holds at most one frame's reports, as
+ * 128-byte records (up to max_payload / 8 of them).
+ *
  * UDP: multishot recvmsg into a second buffer ring, one payload per
  * datagram.  A datagram is queued whole or dropped whole (and counted)
  * when a ring lacks room: memory stays bounded under any load.
@@ -48,6 +51,7 @@ struct hc_front_stats {
     uint64_t udp_dropped;   /* ... dropped whole: a ring had no room */
     uint64_t udp_malformed; /* ... dropped whole: not a valid payload */
     uint64_t lost;          /* reports still waiting at shutdown, dropped */
+    uint64_t accept_errors; /* accepts that failed for want of descriptors */
 };
 
 struct hc_conn;
@@ -78,6 +82,7 @@ struct hc_front {
     int starved;                    /* some recv ended with -ENOBUFS */
     int stopping;                   /* shutting down: no more recv */
     int failed;                     /* stopped on an error, not on request */
+    uint64_t accept_retry_ns;       /* re-arm accept then (after EMFILE) */
 
     struct hc_wire wire;
     struct hc_report *staging;      /* one UDP datagram's reports */

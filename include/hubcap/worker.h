@@ -61,6 +61,7 @@ struct hc_worker {
     uint64_t alarm_seq;             /* last alarm sequence number used */
     uint64_t logged_id;             /* last alarm id appended to alarms.log */
     uint64_t logged_id_stored;      /* ... as recorded in the store */
+    int relog;                      /* appends failed: catch up from the store */
     uint64_t next_commit_ms, next_sync_ms;
     uint64_t restored;              /* vehicles read back at open */
 
