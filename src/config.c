@@ -70,7 +70,8 @@ static const struct opt opts[] = {
      "Worker threads. Each is pinned to a core and owns one shard: its "
      "vehicles and its LMDB environment. 0 means the number of online cores "
      "minus 1 (at least 1), which leaves a core for the front and notifier "
-     "threads."},
+     "threads. A data dir keeps the count it was first started with "
+     "(<data_dir>/shards): vehicles are sharded by it."},
     {"core", "log_level", OPT_LOG_LEVEL, "info", FIELD(log_level),
      HC_LOG_ERROR, HC_LOG_DEBUG, 0,
      "Least severe log records written to stderr: error, warn, info or "
