@@ -338,3 +338,30 @@ Test(daemon, a_control_client_that_never_reads_cannot_block_sigterm)
     cr_assert_eq(daemon_stop(&d), 0, "SIGTERM still stops hubcapd");
     close(fd);
 }
+
+Test(daemon, alarms_survive_a_failing_alarms_log)
+{
+    struct hc_report r[18];
+    char log[300];
+    snprintf(d.dir, sizeof(d.dir), "/tmp/hubcap-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(d.dir));
+    snprintf(log, sizeof(log), "%s/alarms.log", d.dir);
+    cr_assert_eq(symlink("/dev/full", log), 0);     /* every append: ENOSPC */
+    daemon_start(&d, acme35);
+    int fd = tcp_connect(d.tcp);
+    for (int c = 0; c < 3; c++) {
+        char vid[16];
+        snprintf(vid, sizeof(vid), "FULL-%d", c);
+        send_reports_tcp(fd, r, tow(r, vid));
+    }
+    daemon_wait_processed(&d, 54);
+    cr_assert_eq(daemon_stat(&d, "alarms"), 3);
+    close(fd);
+    cr_assert_eq(daemon_stop(&d), 0);
+    /* The disk has room again: the next start appends what the store kept. */
+    cr_assert_eq(unlink(log), 0);
+    daemon_start(&d, acme35);
+    json_t *alarms = daemon_alarms(&d);
+    cr_assert_eq(json_array_size(alarms), 3, "no alarm lost while alarms.log could not be written");
+    json_decref(alarms);
+}
