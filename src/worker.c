@@ -319,8 +319,7 @@ static int commit_chunk(struct hc_worker *w, size_t n, int with_alarms)
     if (with_alarms && rc == 0 && w->logged_id != w->logged_id_stored)
         rc = hc_store_put_meta(w->store, "logged_alarm_id", &w->logged_id, sizeof(w->logged_id));
     if (rc == 0)
-        rc = hc_store_commit(w->store, (with_alarms && w->n_alarms > 0) ||
-                                           w->cfg->sync_interval_ms == 0);
+        rc = hc_store_commit(w->store, w->cfg->sync_interval_ms == 0);
     if (rc < 0) {
         hc_store_abort(w->store);
         return rc;
@@ -333,6 +332,43 @@ static int commit_chunk(struct hc_worker *w, size_t n, int with_alarms)
     return 0;
 }
 
+/* What is not yet where it is going: dirty vehicles, alarms not committed,
+ * and committed alarms not yet synced and in alarms.log (counted as one). */
+static uint64_t pending(const struct hc_worker *w)
+{
+    return w->n_dirty + w->n_alarms + (w->unsynced ? 1 : 0);
+}
+
+/* Alarms become durable (one fsync for all of them) at most this long
+ * after their commit, and only then go to alarms.log.  One fsync per alarm
+ * commit would flush the whole shard's dirty pages every 10 ms while tows
+ * come in. */
+#define ALARM_SYNC_MS 50
+
+/* Sync the store once committed alarms have waited ALARM_SYNC_MS (or now,
+ * with force), then append everything committed but not yet in alarms.log,
+ * from the store, in order.  Also retries appends that failed. */
+static void flush_alarms(struct hc_worker *w, int force)
+{
+    char who[32];
+    if (!w->unsynced && !w->relog)
+        return;
+    if (w->unsynced && !force && mono_ms() < w->alarm_sync_due)
+        return;
+    snprintf(who, sizeof(who), "worker %u", w->id);
+    if (w->unsynced) {
+        int rc = hc_store_sync(w->store);
+        if (rc < 0) {
+            hc_error(who, "syncing committed alarms: %s; retrying", hc_strerror(rc));
+            w->alarm_sync_due = mono_ms() + ALARM_SYNC_MS;
+            return;
+        }
+        w->unsynced = 0;
+    }
+    relog_from_store(w, who);
+    STAT_SET(w, dirty, pending(w));
+}
+
 /* Write the dirty set and pending alarms, TXN_VEHICLES at a time; the
  * alarms (the urgent part) go with the first transaction.  On failure what
  * was not written stays pending and the next interval tries again. */
@@ -341,10 +377,6 @@ static void commit(struct hc_worker *w, const char *why)
     char who[32];
     int alarms = w->n_alarms > 0 || w->logged_id != w->logged_id_stored;
     snprintf(who, sizeof(who), "worker %u", w->id);
-    if (w->relog && w->n_alarms == 0) {
-        relog_from_store(w, who);
-        alarms = w->logged_id != w->logged_id_stored;
-    }
     if (w->n_dirty == 0 && !alarms)
         return;
     do {
@@ -355,16 +387,24 @@ static void commit(struct hc_worker *w, const char *why)
             if (w->stats.commit_errors < 10 || w->stats.commit_errors % 1000 == 0)
                 hc_error(who, "commit of %zu vehicles and %zu alarms failed (%s): %s; will retry",
                          n, alarms ? w->n_alarms : 0, why, hc_store_error(w->store));
-            STAT_SET(w, dirty, w->n_dirty + w->n_alarms);
+            STAT_SET(w, dirty, pending(w));
             return;
         }
         if (alarms) {
+            /* Committed; alarms.log gets them once a sync has made them
+             * durable (flush_alarms), which groups the fsyncs. */
             w->logged_id_stored = w->logged_id;
-            log_alarms(w, who);     /* durable now */
+            if (w->n_alarms && !w->unsynced)
+                w->alarm_sync_due = mono_ms() + ALARM_SYNC_MS;
+            if (w->n_alarms)
+                w->unsynced = 1;
+            for (size_t i = 0; i < w->n_alarms; i++)
+                free(w->alarms[i].json);
+            w->n_alarms = 0;
             alarms = 0;
         }
     } while (w->n_dirty > 0);
-    STAT_SET(w, dirty, 0);
+    STAT_SET(w, dirty, pending(w));
 }
 
 /* ---- the loop ------------------------------------------------------------ */
@@ -453,7 +493,7 @@ static void process(struct hc_worker *w, struct hc_report *batch, size_t n)
     if (stale)
         STAT_ADD(w, stale, stale);
     STAT_SET(w, vehicles, w->vt.count);
-    STAT_SET(w, dirty, w->n_dirty + w->n_alarms);
+    STAT_SET(w, dirty, pending(w));
 }
 
 static size_t take(struct hc_worker *w, struct hc_report *batch)
@@ -485,6 +525,7 @@ static void *worker_main(void *arg)
             w->next_commit_ms = now + w->cfg->commit_interval_ms;
             STAT_SET(w, ring_fill, hc_ring_count(w->in));
         }
+        flush_alarms(w, 0);
         if (w->cfg->sync_interval_ms && now >= w->next_sync_ms) {
             hc_store_sync(w->store);
             w->next_sync_ms = now + w->cfg->sync_interval_ms;
@@ -503,11 +544,15 @@ static void *worker_main(void *arg)
          * one commit interval (a doorbell held back for batching is never
          * waited on for longer). */
         uint64_t due = w->next_commit_ms;
+        if (w->unsynced && w->alarm_sync_due < due)
+            due = w->alarm_sync_due;
         int idle = (int)w->cfg->commit_interval_ms;
-        hc_wake_wait(&w->wake, (w->n_dirty || w->n_alarms) && due > now && due - now < (uint64_t)idle
+        hc_wake_wait(&w->wake, (w->n_dirty || w->n_alarms || w->unsynced) && due > now &&
+                                   due - now < (uint64_t)idle
                                    ? (int)(due - now) : idle);
     }
     commit(w, "shutdown");
+    flush_alarms(w, 1);
     commit(w, "shutdown");          /* records how far alarms.log got */
     if (w->n_alarms) {
         /* The store refused them: alarms.log is all that is left. */

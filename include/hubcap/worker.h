@@ -6,8 +6,9 @@
  * Input arrives on the worker's ring from the front thread.  Vehicle state
  * changes are batched: each changed vehicle joins the dirty list once, and
  * every store.commit_interval_ms the list is written in one transaction.
- * An alarm is committed and synced in LMDB first, and only then appended
- * (as one JSON line, the webhook body of DESIGN.md) to alarms.log.
+ * An alarm is committed in LMDB, then synced (one fsync for all alarms of
+ * the last 50 ms), and only then appended (as one JSON line, the webhook
+ * body of DESIGN.md) to alarms.log.
  *
  * Everything in struct hc_worker belongs to the worker thread once it runs,
  * except `stats` (read by others, written only by the worker) and `wake`.
@@ -35,7 +36,8 @@ struct hc_worker_stats {
     uint64_t persisted;     /* vehicle records written */
     uint64_t vehicles;      /* tracked */
     uint64_t ring_fill;     /* records waiting on the ring, last seen */
-    uint64_t dirty;         /* vehicles changed since the last commit */
+    uint64_t dirty;         /* vehicles and alarms not yet committed (alarms:
+                               not yet synced and in alarms.log) */
 };
 
 struct hc_pending_alarm;
@@ -62,6 +64,8 @@ struct hc_worker {
     uint64_t logged_id;             /* last alarm id appended to alarms.log */
     uint64_t logged_id_stored;      /* ... as recorded in the store */
     int relog;                      /* appends failed: catch up from the store */
+    int unsynced;                   /* alarms committed, not yet synced/logged */
+    uint64_t alarm_sync_due;        /* when to sync them (monotonic ms) */
     uint64_t next_commit_ms, next_sync_ms;
     uint64_t restored;              /* vehicles read back at open */
 
