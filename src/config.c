@@ -76,6 +76,11 @@ static const struct opt opts[] = {
      HC_LOG_ERROR, HC_LOG_DEBUG, 0,
      "Least severe log records written to stderr: error, warn, info or "
      "debug. debug is verbose and meant for troubleshooting."},
+    {"core", "stats_interval_s", OPT_UINT, "60", FIELD(stats_interval_s),
+     0, 86400, 0,
+     "Seconds between the info log lines that summarise traffic since the "
+     "previous one (reports/s, alarms, vehicles, drops). 0 turns them off; "
+     "the control socket's stats command answers at any time."},
 
     {"msgpack", "bind", OPT_IPV4, "0.0.0.0", FIELD(msgpack_bind),
      0, 0, 0,

@@ -357,6 +357,47 @@ static void stop(struct daemon *d)
         hc_worker_join(&d->workers[i]);
 }
 
+/* The counters the periodic log line reports, summed over threads. */
+struct totals {
+    uint64_t reports, alarms, vehicles, rejected, stale, udp_dropped, malformed, oversized;
+};
+
+static void read_totals(struct daemon *d, struct totals *t)
+{
+    struct hc_front_stats fs;
+    memset(t, 0, sizeof(*t));
+    hc_front_read_stats(&d->front, &fs);
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        struct hc_worker_stats ws;
+        hc_worker_read_stats(&d->workers[i], &ws);
+        t->reports += ws.reports;
+        t->alarms += ws.alarms;
+        t->vehicles += ws.vehicles;
+        t->rejected += ws.rejected;
+        t->stale += ws.stale;
+    }
+    t->rejected += fs.rejected;
+    t->udp_dropped = fs.udp_dropped;
+    t->malformed = fs.malformed;
+    t->oversized = fs.oversized;
+}
+
+/* One info line: what happened since the last one. */
+static void log_interval(struct daemon *d, struct totals *last, unsigned secs)
+{
+    struct totals t;
+    read_totals(d, &t);
+    hc_info("main", "last %us: %.0f reports/s, %llu alarms, %llu vehicles, %llu rejected,"
+            " %llu stale, %llu UDP datagrams dropped, %llu connections closed for bad frames",
+            secs, (double)(t.reports - last->reports) / (secs ? secs : 1),
+            (unsigned long long)(t.alarms - last->alarms), (unsigned long long)t.vehicles,
+            (unsigned long long)(t.rejected - last->rejected),
+            (unsigned long long)(t.stale - last->stale),
+            (unsigned long long)(t.udp_dropped - last->udp_dropped),
+            (unsigned long long)(t.malformed + t.oversized - last->malformed - last->oversized));
+    *last = t;
+}
+
 static void report_totals(struct daemon *d)
 {
     json_t *s = stats_json(d);
@@ -395,12 +436,22 @@ int main(int argc, char **argv)
         hc_error("main", "not started: %s", hc_strerror(rc));
         return 1;
     }
+    struct totals last;
+    read_totals(&d, &last);
+    uint64_t interval_ms = (uint64_t)d.cfg.stats_interval_s * 1000;
+    uint64_t next_stats = hc_time_mono_ns() / 1000000 + interval_ms;
     for (;;) {
         struct pollfd pfd[1 + 1 + HC_CTL_MAX_CLIENTS];
         pfd[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
         int n = 1 + hc_ctl_pollfds(&d.ctl, pfd + 1);
-        if (poll(pfd, (nfds_t)n, -1) < 0 && errno != EINTR)
+        uint64_t now = hc_time_mono_ns() / 1000000;
+        int timeout = !interval_ms ? -1 : now >= next_stats ? 0 : (int)(next_stats - now);
+        if (poll(pfd, (nfds_t)n, timeout) < 0 && errno != EINTR)
             break;
+        if (interval_ms && hc_time_mono_ns() / 1000000 >= next_stats) {
+            log_interval(&d, &last, d.cfg.stats_interval_s);
+            next_stats += interval_ms;
+        }
         if (pfd[0].revents) {
             struct signalfd_siginfo si;
             if (read(sfd, &si, sizeof(si)) == sizeof(si))

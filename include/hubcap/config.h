@@ -42,6 +42,7 @@ struct hc_config {
     char data_dir[HC_CONFIG_PATH_MAX];  /* LMDB shards, alarms.log, control socket */
     unsigned workers;                   /* 0: online cores - 1 (finish resolves) */
     int log_level;                      /* HC_LOG_ERROR .. HC_LOG_DEBUG */
+    unsigned stats_interval_s;          /* 0: no periodic stats log line */
     /* [msgpack] */
     char msgpack_bind[64];              /* IPv4 address literal */
     unsigned msgpack_port;              /* 0: any free port */
