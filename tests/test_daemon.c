@@ -365,3 +365,26 @@ Test(daemon, alarms_survive_a_failing_alarms_log)
     cr_assert_eq(json_array_size(alarms), 3, "no alarm lost while alarms.log could not be written");
     json_decref(alarms);
 }
+
+Test(daemon, a_udp_datagram_that_cannot_be_queued_is_dropped_whole_and_counted)
+{
+    enum { N = 1100 };                  /* more than a 1024-slot ring holds */
+    static const char *const sets[] = { "ring.size=1024", "core.workers=1", NULL };
+    static struct hc_report r[N];
+    daemon_start(&d, sets);
+    for (int i = 0; i < N; i++) {
+        char vid[8];
+        snprintf(vid, sizeof(vid), "U%d", i);
+        r[i] = report(vid, T0, LAT, LON, 0, NULL);
+    }
+    send_reports_udp(d.udp, r, N);
+    struct hc_report one = report("U-ok", T0, LAT, LON, 0, NULL);
+    for (int i = 0; i < 100 && daemon_stat(&d, "front.udp_datagrams") < 1; i++)
+        usleep(10000);
+    send_reports_udp(d.udp, &one, 1);
+    daemon_wait_processed(&d, 1);
+    cr_assert_eq(daemon_stat(&d, "front.udp_datagrams"), 2);
+    cr_assert_eq(daemon_stat(&d, "front.udp_dropped"), 1, "the big datagram, whole");
+    cr_assert_eq(daemon_stat(&d, "reports"), 1, "none of its reports, all of the next one");
+    cr_assert_eq(daemon_stat(&d, "vehicles"), 1);
+}
