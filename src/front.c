@@ -536,6 +536,14 @@ static void on_udp(struct hc_front *f, struct io_uring_cqe *cqe)
     ubuf_recycle(f, bid);
     if (bad)
         STAT_ADD(f, rejected, bad);
+    if (n == 1) {               /* the common case: one report, one push */
+        if (!route(f, &f->staging[0])) {
+            STAT_ADD(f, udp_dropped, 1);
+            return;
+        }
+        STAT_ADD(f, reports, 1);
+        return;
+    }
     for (unsigned w = 0; w < f->nworkers; w++)
         if (f->count[w] > hc_ring_room(f->rings[w])) {
             STAT_ADD(f, udp_dropped, 1);
