@@ -32,13 +32,13 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "benchutil.h"
 #include "hubcap/cli.h"
+#include "hubcap/ctl.h"
 #include "hubcap/front.h"
 #include "hubcap/timefmt.h"
 
@@ -402,35 +402,7 @@ static int daemon_start(struct bench *b, struct daemon *d, const char *const *se
  * decrefs), or NULL when the daemon did not answer ok. */
 static json_t *daemon_stats(const struct daemon *d)
 {
-    static const char req[] = "{\"cmd\":\"stats\"}\n";
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    memcpy(sa.sun_path, d->control, sizeof(d->control));
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return NULL;
-    struct timeval tv = { .tv_sec = 10 };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    size_t len = 0, cap = 1 << 16;
-    char *buf = malloc(cap);
-    json_t *a = NULL;
-    if (buf && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof(req) - 1)) {
-        while (!memchr(buf, '\n', len) && len < (64u << 20)) {
-            if (len + 1 == cap) {
-                char *nb = realloc(buf, cap *= 2);
-                if (!nb)
-                    break;
-                buf = nb;
-            }
-            ssize_t n = read(fd, buf + len, cap - 1 - len);
-            if (n <= 0)
-                break;
-            len += (size_t)n;
-        }
-        a = json_loadb(buf, len, JSON_DISABLE_EOF_CHECK, NULL);
-    }
-    free(buf);
-    close(fd);
+    json_t *a = hc_ctl_call(d->control, "{\"cmd\":\"stats\"}\n", 10000);
     if (a && !json_is_true(json_object_get(a, "ok"))) {
         json_decref(a);
         a = NULL;
@@ -444,16 +416,7 @@ static json_t *daemon_stats(const struct daemon *d)
  * "front.udp_datagrams"; 0 if absent. */
 static uint64_t stat_u64(json_t *answer, const char *path)
 {
-    json_t *v = json_object_get(answer, "stats");
-    char key[64];
-    snprintf(key, sizeof(key), "%s", path);
-    for (char *k = key, *dot; v && k; k = dot ? dot + 1 : NULL) {
-        dot = strchr(k, '.');
-        if (dot)
-            *dot = '\0';
-        v = json_object_get(v, k);
-    }
-    return (uint64_t)json_integer_value(v);
+    return (uint64_t)json_integer_value(hc_json_path(json_object_get(answer, "stats"), path));
 }
 
 /* ---- the load generator ----------------------------------------------------- */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -206,4 +207,53 @@ void hc_ctl_serve(struct hc_ctl *c, const struct pollfd *pfd, int n)
                 break;
             }
     }
+}
+
+json_t *hc_ctl_call(const char *path, const char *request, int timeout_ms)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return NULL;
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    size_t len = 0, cap = 1 << 16, want = strlen(request);
+    char *buf = malloc(cap);
+    json_t *answer = NULL;
+    if (buf && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        send(fd, request, want, MSG_NOSIGNAL) == (ssize_t)want) {
+        while (!memchr(buf, '\n', len)) {
+            if (len + 1 == cap) {
+                char *nb = realloc(buf, cap *= 2);
+                if (!nb)
+                    break;
+                buf = nb;
+            }
+            ssize_t n = read(fd, buf + len, cap - 1 - len);
+            if (n <= 0)
+                break;
+            len += (size_t)n;
+        }
+        answer = json_loadb(buf, len, JSON_DISABLE_EOF_CHECK, NULL);
+    }
+    free(buf);
+    close(fd);
+    return answer;
+}
+
+json_t *hc_json_path(json_t *root, const char *dotted)
+{
+    char key[128];
+    snprintf(key, sizeof(key), "%s", dotted);
+    json_t *v = root;
+    for (char *k = key, *dot; v && k; k = dot ? dot + 1 : NULL) {
+        dot = strchr(k, '.');
+        if (dot)
+            *dot = '\0';
+        v = json_object_get(v, k);
+    }
+    return v;
 }

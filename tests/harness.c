@@ -13,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "hubcap/ctl.h"
 #include "hubcap/wire.h"
 
 static void sleep_ms(int ms)
@@ -121,40 +121,15 @@ void daemon_cleanup(struct daemon *d)
 
 json_t *daemon_control(const struct daemon *d, const char *request)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    memcpy(sa.sun_path, d->control, sizeof(d->control));
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "control socket: %s",
-                 strerror(errno));
-    send_all(fd, request, strlen(request));
-    static char buf[1 << 16];
-    size_t len = 0;
-    while (len < sizeof(buf) - 1 && !memchr(buf, '\n', len)) {
-        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    buf[len] = '\0';
-    json_t *j = json_loads(buf, 0, NULL);
-    cr_assert_not_null(j, "control answer is not JSON: %s", buf);
+    json_t *j = hc_ctl_call(d->control, request, 10000);
+    cr_assert_not_null(j, "no JSON answer on the control socket %s", d->control);
     return j;
 }
 
 uint64_t daemon_stat(const struct daemon *d, const char *path)
 {
     json_t *a = daemon_control(d, "{\"cmd\":\"stats\"}\n");
-    json_t *v = json_object_get(a, "stats");
-    char key[64];
-    snprintf(key, sizeof(key), "%s", path);
-    for (char *k = key, *dot; v && k; k = dot ? dot + 1 : NULL) {
-        dot = strchr(k, '.');
-        if (dot)
-            *dot = '\0';
-        v = json_object_get(v, k);
-    }
+    json_t *v = hc_json_path(json_object_get(a, "stats"), path);
     cr_assert_not_null(v, "no stat %s", path);
     uint64_t n = (uint64_t)json_integer_value(v);
     json_decref(a);

@@ -25,11 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "hubcap/cli.h"
+#include "hubcap/ctl.h"
 #include "hubcap/sim.h"
 #include "hubcap/timefmt.h"
 #include "hubcap/wire.h"
@@ -183,44 +183,13 @@ static int read_daemon_info(const char *dir, struct daemon_info *di)
     return 0;
 }
 
-/* One request on the control socket; returns the answer or NULL. */
-static json_t *control(const char *path, const char *request)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return NULL;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        close(fd);
-        return NULL;
-    }
-    char buf[65536];
-    size_t len = 0;
-    if (write(fd, request, strlen(request)) < 0) {
-        close(fd);
-        return NULL;
-    }
-    while (len < sizeof(buf) - 1) {
-        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        if (memchr(buf, '\n', len))
-            break;
-    }
-    close(fd);
-    buf[len] = '\0';
-    return json_loads(buf, 0, NULL);
-}
-
 struct counts {
     uint64_t reports, stale, rejected, commits, alarms, udp_dropped, front_reports, dirty;
 };
 
 static int daemon_counts(const char *ctl, struct counts *c)
 {
-    json_t *a = control(ctl, "{\"cmd\":\"stats\"}\n");
+    json_t *a = hc_ctl_call(ctl, "{\"cmd\":\"stats\"}\n", 10000);
     json_t *s = json_object_get(a, "stats");
     if (!s) {
         json_decref(a);

@@ -48,4 +48,14 @@ int hc_ctl_pollfds(const struct hc_ctl *c, struct pollfd *pfd);
 /* Handle whatever poll reported on those descriptors. */
 void hc_ctl_serve(struct hc_ctl *c, const struct pollfd *pfd, int n);
 
+/* Client side, for tools and tests: send one request line (request ends
+ * with '\n') to the socket at path and return the parsed answer (caller
+ * decrefs), or NULL if the daemon is unreachable, silent for timeout_ms, or
+ * answers something that is not JSON. */
+json_t *hc_ctl_call(const char *path, const char *request, int timeout_ms);
+
+/* The value at a dotted path such as "front.udp_dropped" under root, or
+ * NULL (a borrowed reference, like json_object_get). */
+json_t *hc_json_path(json_t *root, const char *dotted);
+
 #endif
