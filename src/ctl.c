@@ -253,7 +253,9 @@ json_t *hc_json_path(json_t *root, const char *dotted)
         dot = strchr(k, '.');
         if (dot)
             *dot = '\0';
-        v = json_object_get(v, k);
+        char *end;
+        unsigned long i = strtoul(k, &end, 10);
+        v = json_is_array(v) && *k && !*end ? json_array_get(v, i) : json_object_get(v, k);
     }
     return v;
 }

@@ -626,7 +626,7 @@ int hc_front_open(struct hc_front *f, const struct hc_config *cfg, struct hc_rin
 
     /* Single issuer: only the front thread submits.  The ring is created
      * disabled here and enabled by that thread, which then owns it. */
-    struct io_uring_params p = { .flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
+    struct io_uring_params p = { .flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
                                           IORING_SETUP_R_DISABLED };
     rc = io_uring_queue_init_params(4096, &f->ring, &p);
     if (rc == -EINVAL) {

@@ -13,6 +13,17 @@
  *
  * The map is only resized with no transaction of ours open, which LMDB
  * requires: writes are refused while an each_* callback runs.
+ *
+ * Vehicle records are not kept in a B-tree keyed by vehicle id: a random
+ * update there copies and rewrites a whole 4 KiB leaf page for a record of
+ * a few hundred bytes, and reads that page through the map first.  They
+ * are appended (MDB_APPEND, so pages fill completely and only the right
+ * edge of the tree is touched) under an increasing 8-byte sequence number
+ * to one of two journal databases: generation g writes to journal<g % 2>.
+ * A trim drops the other database whole (mdb_drop frees its pages without
+ * reading its leaves) and starts generation g + 1 in it; the generation is
+ * kept in meta "journal_gen" by the same transaction.  A journal value is
+ * the vid length (1 byte), the vid, then the record.
  */
 #include <assert.h>
 #include <errno.h>
@@ -21,7 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "hubcap/error.h"
 #include "hubcap/store.h"
@@ -30,10 +43,13 @@
 #define LOG_KEEP ((size_t)16 << 20)     /* larger replay arenas are freed after a batch */
 #define VID_MAX 64
 
-enum { DB_VEHICLES, DB_ALARMS, DB_META, DB_N };
-static const char *const db_names[DB_N] = { "vehicles", "alarms", "meta" };
+/* "vehicles" is the id-keyed table of earlier versions: read at start,
+ * emptied by the first trim, never written. */
+enum { DB_VEHICLES, DB_ALARMS, DB_META, DB_J0, DB_J1, DB_N };
+static const char *const db_names[DB_N] = { "vehicles", "alarms", "meta", "journal0",
+                                            "journal1" };
 
-enum { OP_PUT, OP_DEL };
+enum { OP_PUT, OP_TRIM };
 
 /* One replay log entry; key and value bytes follow, padded to 8. */
 struct op {
@@ -50,14 +66,22 @@ struct hc_store {
     bool in_batch;
     bool committed;         /* batch written, only its fsync is pending */
     bool sync_every;        /* sync_interval_ms == 0 */
+    void *map_lo;           /* the map, as found by find_map */
+    size_t map_len, map_for;
     unsigned reading;       /* each_* calls in progress */
     size_t map_size;
     uint64_t last_alarm, last_alarm_committed;
     uint64_t commits, map_grows;
     char *log;              /* replay arena */
     size_t log_len, log_cap;
+    char *vbuf;             /* one journal value being built */
+    size_t vcap;
+    uint64_t jseq, jseq_committed;      /* key of the next journal record */
+    uint64_t gen, gen_committed;        /* the journal generation written to */
     char err[256];
 };
+
+static void release_map(struct hc_store *s);
 
 static const struct op *op_at(const char *p) { return (const struct op *)(const void *)p; }
 
@@ -142,15 +166,45 @@ static void txn_drop(struct hc_store *s)
     }
 }
 
+static void be64_put(unsigned char b[8], uint64_t x)
+{
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(x >> (56 - 8 * i));
+}
+
+static uint64_t be64_get(const void *p)
+{
+    const unsigned char *b = p;
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++)
+        x = x << 8 | b[i];
+    return x;
+}
+
+/* End generation `mark`'s predecessor: empty the journal database it was
+ * written to (and the legacy table); generation mark + 1 will use it. */
+static int trim_apply(struct hc_store *s, uint64_t mark)
+{
+    int rc = mdb_drop(s->txn, s->dbi[DB_J0 + (mark + 1) % 2], 0);
+    if (rc == 0)
+        rc = mdb_drop(s->txn, s->dbi[DB_VEHICLES], 0);
+    unsigned char gen[8];
+    be64_put(gen, mark + 1);
+    MDB_val k = { sizeof("journal_gen") - 1, "journal_gen" }, v = { sizeof(gen), gen };
+    if (rc == 0)
+        rc = mdb_put(s->txn, s->dbi[DB_META], &k, &v, 0);
+    return rc;
+}
+
 /* Apply one logged op to the live transaction; LMDB's return code. */
 static int apply(struct hc_store *s, const struct op *op)
 {
     const char *b = (const char *)(op + 1);
     MDB_val k = { op->klen, (void *)b };
-    if (op->kind == OP_DEL)
-        return mdb_del(s->txn, s->dbi[op->db], &k, NULL);
+    if (op->kind == OP_TRIM)
+        return trim_apply(s, be64_get(b));
     MDB_val v = { op->vlen, (void *)(b + op->klen) };
-    return mdb_put(s->txn, s->dbi[op->db], &k, &v, 0);
+    return mdb_put(s->txn, s->dbi[op->db], &k, &v, op->db >= DB_J0 ? MDB_APPEND : 0);
 }
 
 /* Give the batch a live transaction holding the first upto bytes of the
@@ -168,8 +222,6 @@ static int revive(struct hc_store *s, size_t upto)
         for (size_t off = 0; off < upto && rc == 0;) {
             const struct op *op = op_at(s->log + off);
             rc = apply(s, op);
-            if (rc == MDB_NOTFOUND && op->kind == OP_DEL)
-                rc = 0;
             off += op_size(op->klen, op->vlen);
         }
         if (rc == 0)
@@ -237,10 +289,6 @@ static int batch_op(struct hc_store *s, int kind, int db, const void *key, size_
         if (rc != 0)
             break;
     }
-    if (rc == MDB_NOTFOUND) {
-        s->log_len = mark;  /* a delete of nothing: txn is still sound */
-        return -ENOENT;
-    }
     if (rc != 0) {
         txn_drop(s);
         s->log_len = mark;
@@ -254,6 +302,8 @@ static void batch_end(struct hc_store *s)
     s->in_batch = false;
     s->committed = false;
     s->log_len = 0;
+    s->jseq = s->jseq_committed;
+    s->gen = s->gen_committed;
     if (s->log_cap > LOG_KEEP) {
         free(s->log);
         s->log = NULL;
@@ -276,7 +326,7 @@ int hc_store_open(struct hc_store **out, const char *dir, const struct hc_store_
         goto fail_alloc;
     rc = mdb_env_create(&s->env);
     if (rc == 0)
-        rc = mdb_env_set_maxdbs(s->env, 4);
+        rc = mdb_env_set_maxdbs(s->env, DB_N);
     if (rc == 0)
         rc = mdb_env_set_mapsize(s->env, map);
     if (rc == 0)
@@ -302,15 +352,36 @@ int hc_store_open(struct hc_store **out, const char *dir, const struct hc_store_
     if (rc == 0) {
         rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
         if (rc == 0 && k.mv_size == 8) {
-            const unsigned char *b = k.mv_data;
-            for (int i = 0; i < 8; i++)
-                s->last_alarm = s->last_alarm << 8 | b[i];
+            s->last_alarm = be64_get(k.mv_data);
         } else if (rc == 0) {
             rc = MDB_CORRUPTED;
         } else if (rc == MDB_NOTFOUND) {
             rc = 0;
         }
         mdb_cursor_close(c);
+    }
+    for (int j = DB_J0; rc == 0 && j <= DB_J1; j++) {
+        rc = mdb_cursor_open(txn, s->dbi[j], &c);
+        if (rc == 0) {
+            rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+            if (rc == 0 && k.mv_size == 8 && be64_get(k.mv_data) >= s->jseq)
+                s->jseq = be64_get(k.mv_data) + 1;
+            else if (rc == 0 && k.mv_size != 8)
+                rc = MDB_CORRUPTED;
+            else if (rc == MDB_NOTFOUND)
+                rc = 0;
+            mdb_cursor_close(c);
+        }
+    }
+    k = (MDB_val){ sizeof("journal_gen") - 1, "journal_gen" };
+    if (rc == 0) {
+        rc = mdb_get(txn, s->dbi[DB_META], &k, &v);
+        if (rc == 0 && v.mv_size == 8)
+            s->gen = be64_get(v.mv_data);
+        else if (rc == 0)
+            rc = MDB_CORRUPTED;
+        else if (rc == MDB_NOTFOUND)
+            rc = 0;
     }
     if (rc == 0)
         rc = mdb_txn_commit(txn);
@@ -319,6 +390,8 @@ int hc_store_open(struct hc_store **out, const char *dir, const struct hc_store_
     if (rc != 0)
         goto fail_env;
     s->last_alarm_committed = s->last_alarm;
+    s->jseq_committed = s->jseq;
+    s->gen_committed = s->gen;
     *out = s;
     return 0;
 
@@ -339,6 +412,7 @@ void hc_store_close(struct hc_store *s)
     mdb_env_sync(s->env, 1);
     mdb_env_close(s->env);
     free(s->log);
+    free(s->vbuf);
     free(s);
 }
 
@@ -366,16 +440,43 @@ int hc_store_begin(struct hc_store *s)
 int hc_store_put_vehicle(struct hc_store *s, const void *vid, size_t vid_len,
                          const void *rec, size_t len)
 {
-    if (vid_len == 0 || vid_len > VID_MAX || len > UINT32_MAX)
+    if (vid_len == 0 || vid_len > VID_MAX || len > UINT32_MAX - 1 - VID_MAX)
         return -EINVAL;
-    return batch_op(s, OP_PUT, DB_VEHICLES, vid, vid_len, rec, len, "put vehicle");
+    size_t need = 1 + vid_len + len;
+    if (s->vcap < need) {
+        char *p = realloc(s->vbuf, need);
+        if (!p)
+            return -ENOMEM;
+        s->vbuf = p;
+        s->vcap = need;
+    }
+    s->vbuf[0] = (char)vid_len;
+    memcpy(s->vbuf + 1, vid, vid_len);
+    memcpy(s->vbuf + 1 + vid_len, rec, len);
+    unsigned char key[8];
+    be64_put(key, s->jseq);
+    int rc = batch_op(s, OP_PUT, DB_J0 + (int)(s->gen % 2), key, sizeof(key), s->vbuf, need,
+                      "put vehicle");
+    if (rc == 0)
+        s->jseq++;
+    return rc;
 }
 
-int hc_store_del_vehicle(struct hc_store *s, const void *vid, size_t vid_len)
+uint64_t hc_store_journal_mark(const struct hc_store *s)
 {
-    if (vid_len == 0 || vid_len > VID_MAX)
+    return s->gen;
+}
+
+int hc_store_journal_trim(struct hc_store *s, uint64_t mark)
+{
+    if (mark != s->gen)
         return -EINVAL;
-    return batch_op(s, OP_DEL, DB_VEHICLES, vid, vid_len, NULL, 0, "delete vehicle");
+    unsigned char key[8];
+    be64_put(key, mark);
+    int rc = batch_op(s, OP_TRIM, DB_J0, key, sizeof(key), NULL, 0, "journal trim");
+    if (rc == 0)
+        s->gen = mark + 1;
+    return rc;
 }
 
 int hc_store_put_alarm(struct hc_store *s, uint64_t id, const void *val, size_t len)
@@ -383,8 +484,7 @@ int hc_store_put_alarm(struct hc_store *s, uint64_t id, const void *val, size_t 
     if (len > UINT32_MAX)
         return -EINVAL;
     unsigned char key[8];
-    for (int i = 0; i < 8; i++)
-        key[i] = (unsigned char)(id >> (56 - 8 * i));
+    be64_put(key, id);
     int rc = batch_op(s, OP_PUT, DB_ALARMS, key, sizeof(key), val, len, "put alarm");
     if (rc == 0 && id > s->last_alarm)
         s->last_alarm = id;
@@ -418,6 +518,8 @@ int hc_store_commit(struct hc_store *s, bool durable)
             s->committed = true;
             s->commits++;
             s->last_alarm_committed = s->last_alarm;
+            s->jseq_committed = s->jseq;
+            s->gen_committed = s->gen;
         }
         if (rc != 0)
             return fail(s, rc, "commit");
@@ -427,6 +529,7 @@ int hc_store_commit(struct hc_store *s, bool durable)
         if (rc != 0)
             return fail(s, rc, "sync after commit");
     }
+    release_map(s);
     batch_end(s);
     return 0;
 }
@@ -508,10 +611,65 @@ struct vehicle_walk {
     void *ctx;
 };
 
-static int each_vehicle(void *arg, const MDB_val *k, const MDB_val *v)
+static int each_legacy(void *arg, const MDB_val *k, const MDB_val *v)
 {
     const struct vehicle_walk *w = arg;
     return w->fn(w->ctx, k->mv_data, k->mv_size, v->mv_data, v->mv_size);
+}
+
+static int each_record(void *arg, const MDB_val *k, const MDB_val *v)
+{
+    const struct vehicle_walk *w = arg;
+    const char *p = v->mv_data;
+    size_t vl = v->mv_size ? (unsigned char)p[0] : 0;
+    (void)k;
+    if (vl == 0 || v->mv_size < 1 + vl)
+        return HC_ESTORE;     /* not a record this module wrote */
+    return w->fn(w->ctx, p + 1, vl, p + 1 + vl, v->mv_size - 1 - vl);
+}
+
+/* Where the map is: LMDB does not say (MDB_envinfo's address is only the
+ * MDB_FIXEDMAP one), so find the shared mapping of the data file's inode.
+ * Found again whenever the map size changed (a resize maps it anew). */
+static void find_map(struct hc_store *s)
+{
+    int fd;
+    struct stat st;
+    s->map_lo = NULL;
+    s->map_len = 0;
+    s->map_for = s->map_size;
+    if (mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &st) != 0)
+        return;
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi, off, ino;
+        unsigned maj, min;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &lo, &hi, perms, &off, &maj, &min,
+                   &ino) == 7 && ino == (unsigned long)st.st_ino &&
+            makedev(maj, min) == st.st_dev && perms[3] == 's' && off == 0) {
+            s->map_lo = (void *)lo;
+            s->map_len = hi - lo;
+            break;
+        }
+    }
+    fclose(f);
+}
+
+/* Let go of the map pages the process faulted in: the kernel keeps them
+ * in its page cache, the process no longer counts them as resident.  A
+ * write transaction reads every B-tree page it copies through the map, and
+ * the kernel maps the whole large folio around each such page, megabytes
+ * of journal data that will not be read again. */
+static void release_map(struct hc_store *s)
+{
+    if (s->map_len == 0 || s->map_for != s->map_size)
+        find_map(s);
+    if (s->map_len)
+        madvise(s->map_lo, s->map_len, MADV_DONTNEED);
 }
 
 int hc_store_each_vehicle(struct hc_store *s,
@@ -520,7 +678,13 @@ int hc_store_each_vehicle(struct hc_store *s,
                           void *ctx)
 {
     struct vehicle_walk w = { fn, ctx };
-    return walk(s, DB_VEHICLES, NULL, each_vehicle, &w);
+    int rc = walk(s, DB_VEHICLES, NULL, each_legacy, &w);
+    if (rc == 0)        /* the previous generation, then the current one */
+        rc = walk(s, DB_J0 + (int)((s->gen_committed + 1) % 2), NULL, each_record, &w);
+    if (rc == 0)
+        rc = walk(s, DB_J0 + (int)(s->gen_committed % 2), NULL, each_record, &w);
+    release_map(s);
+    return rc;
 }
 
 struct alarm_walk {
@@ -533,11 +697,7 @@ static int each_alarm(void *arg, const MDB_val *k, const MDB_val *v)
     const struct alarm_walk *w = arg;
     if (k->mv_size != 8)
         return HC_ESTORE;   /* not a key this module wrote */
-    const unsigned char *b = k->mv_data;
-    uint64_t id = 0;
-    for (int i = 0; i < 8; i++)
-        id = id << 8 | b[i];
-    return w->fn(w->ctx, id, v->mv_data, v->mv_size);
+    return w->fn(w->ctx, be64_get(k->mv_data), v->mv_data, v->mv_size);
 }
 
 int hc_store_each_alarm(struct hc_store *s, uint64_t from_id,
@@ -545,8 +705,7 @@ int hc_store_each_alarm(struct hc_store *s, uint64_t from_id,
                         void *ctx)
 {
     unsigned char key[8];
-    for (int i = 0; i < 8; i++)
-        key[i] = (unsigned char)(from_id >> (56 - 8 * i));
+    be64_put(key, from_id);
     MDB_val from = { sizeof(key), key };
     struct alarm_walk w = { fn, ctx };
     return walk(s, DB_ALARMS, &from, each_alarm, &w);
@@ -563,9 +722,11 @@ int hc_store_stats(struct hc_store *s, struct hc_store_stats *st)
     int rc = txn_begin(s, MDB_RDONLY, &txn);
     if (rc != 0)
         return fail(s, rc, "stats");
-    MDB_stat vs, as, es;
+    MDB_stat vs, vs1, as, es;
     MDB_envinfo info;
-    rc = mdb_stat(txn, s->dbi[DB_VEHICLES], &vs);
+    rc = mdb_stat(txn, s->dbi[DB_J0], &vs);
+    if (rc == 0)
+        rc = mdb_stat(txn, s->dbi[DB_J1], &vs1);
     if (rc == 0)
         rc = mdb_stat(txn, s->dbi[DB_ALARMS], &as);
     if (rc == 0)
@@ -575,7 +736,10 @@ int hc_store_stats(struct hc_store *s, struct hc_store_stats *st)
     mdb_txn_abort(txn);
     if (rc != 0)
         return fail(s, rc, "stats");
-    st->vehicles = vs.ms_entries;
+    st->journal_entries = vs.ms_entries + vs1.ms_entries;
+    st->journal_bytes = (vs.ms_branch_pages + vs.ms_leaf_pages + vs.ms_overflow_pages +
+                         vs1.ms_branch_pages + vs1.ms_leaf_pages + vs1.ms_overflow_pages) *
+                        (uint64_t)vs.ms_psize;
     st->alarms = as.ms_entries;
     st->map_size = info.me_mapsize;
     st->used_bytes = ((uint64_t)info.me_last_pgno + 1) * es.ms_psize;

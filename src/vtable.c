@@ -4,8 +4,43 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "hubcap/vtable.h"
+
+/* The records and the index are the worker's random-access working set
+ * (hundreds of megabytes for a million vehicles): they live in their own
+ * anonymous mappings, zeroed by the kernel, grown with mremap, and asked
+ * for transparent huge pages, so a lookup costs cache misses but rarely a
+ * TLB miss.  Untouched capacity is not resident. */
+static void *big_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    madvise(p, size, MADV_HUGEPAGE);
+    return p;
+}
+
+static void *big_grow(void *p, size_t old, size_t size)
+{
+    void *q = mremap(p, old, size, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED)
+        return NULL;
+    madvise(q, size, MADV_HUGEPAGE);
+    return q;
+}
+
+static void big_free(void *p, size_t size)
+{
+    if (p)
+        munmap(p, size);
+}
+
+static size_t index_bytes(const struct hc_vtable *t)
+{
+    return ((size_t)t->mask + 1) * sizeof(*t->index);
+}
 
 static uint32_t pow2_at_least(uint64_t n)
 {
@@ -21,10 +56,10 @@ int hc_vtable_init(struct hc_vtable *t, size_t vsize, uint32_t expect)
     t->vsize = vsize;
     t->rsize = (sizeof(struct hc_vrec) + vsize + 7) & ~(size_t)7;
     t->cap = expect < 64 ? 64 : expect;
-    t->recs = malloc((size_t)t->cap * t->rsize);
+    t->recs = big_alloc((size_t)t->cap * t->rsize);
     uint32_t slots = pow2_at_least((uint64_t)t->cap * 2);
-    t->index = calloc(slots, sizeof(*t->index));
     t->mask = slots - 1;
+    t->index = big_alloc(index_bytes(t));
     t->arena_cap = (size_t)t->cap * 16;
     t->arena = malloc(t->arena_cap);
     if (!t->recs || !t->index || !t->arena) {
@@ -38,8 +73,9 @@ void hc_vtable_free(struct hc_vtable *t)
 {
     if (!t)
         return;
-    free(t->recs);
-    free(t->index);
+    big_free(t->recs, (size_t)t->cap * t->rsize);
+    if (t->index)
+        big_free(t->index, index_bytes(t));
     free(t->arena);
     memset(t, 0, sizeof(*t));
 }
@@ -59,7 +95,7 @@ int64_t hc_vtable_find(const struct hc_vtable *t, const char *vid, size_t len, u
 static int grow_index(struct hc_vtable *t)
 {
     uint32_t slots = (t->mask + 1) * 2;
-    uint32_t *idx = calloc(slots, sizeof(*idx));
+    uint32_t *idx = big_alloc((size_t)slots * sizeof(*idx));
     if (!idx)
         return -ENOMEM;
     for (uint32_t n = 0; n < t->count; n++) {
@@ -68,7 +104,7 @@ static int grow_index(struct hc_vtable *t)
             i = (i + 1) & (slots - 1);
         idx[i] = n + 1;
     }
-    free(t->index);
+    big_free(t->index, index_bytes(t));
     t->index = idx;
     t->mask = slots - 1;
     return 0;
@@ -78,7 +114,7 @@ static int reserve(struct hc_vtable *t, size_t id_len)
 {
     if (t->count == t->cap) {
         uint32_t cap = t->cap * 2;
-        unsigned char *r = realloc(t->recs, (size_t)cap * t->rsize);
+        unsigned char *r = big_grow(t->recs, (size_t)t->cap * t->rsize, (size_t)cap * t->rsize);
         if (!r)
             return -ENOMEM;
         t->recs = r;

@@ -12,6 +12,18 @@
  * A stored vehicle is `struct stored` (format tag, window size, maker name)
  * followed by the struct hc_vehicle record.  The maker travels by name
  * because maker indexes are only meaningful inside one detector's table.
+ *
+ * The store journals vehicle records (store.h), so the worker keeps the
+ * journal bounded with a rolling pass: every transaction also rewrites the
+ * next vehicles of the table in index order, at least ROLL_MIN and at
+ * least as many as it wrote dirty ones.  It skips vehicles that are dirty
+ * (written in this round anyway) and those already written since the pass
+ * began (hc_vrec.pass, set once their transaction has committed).  When
+ * the pass has covered the whole table, the last transaction of that round
+ * trims every record older than the pass's start, and a new pass begins.
+ * Every vehicle is then in the journal at least once and at most a couple
+ * of passes' worth of records are kept; the pass never writes more than
+ * the dirty set does (beyond ROLL_MIN).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -33,6 +45,14 @@
 #include "hubcap/worker.h"
 
 #define BATCH 64
+/* Most dirty vehicles written in one transaction.  LMDB keeps a
+ * transaction's dirty pages in memory, and keeps freed page buffers for
+ * reuse, so an unbounded transaction (a million vehicles changed at once)
+ * would leave hundreds of megabytes behind; bounded, a shard holds a few
+ * megabytes.  The rolling pass adds at most as many again. */
+#define TXN_VEHICLES 4096
+#define ROLL_MIN 64     /* vehicles the rolling pass rewrites per transaction, at least */
+#define ROLL_SCAN 16    /* and it looks at no more than this many per write */
 #define STORED_MAGIC 0x31564348u    /* "HCV1" */
 
 struct stored {
@@ -127,7 +147,8 @@ static int restore_one(void *ctx, const void *vid, size_t vid_len, const void *r
     }
     v->maker = (uint16_t)(maker < 0 ? 0 : maker);
     v->gen = w->det.gen - 1;        /* thresholds may differ now: recount */
-    w->restored++;
+    if (created)
+        w->restored++;              /* a later record of it replaces this one */
     return 0;
 }
 
@@ -187,7 +208,8 @@ int hc_worker_open(struct hc_worker *w, unsigned id, const struct hc_config *cfg
     if (rc >= 0)
         rc = hc_wake_init(&w->wake);
     w->scratch = malloc(sizeof(struct stored) + hc_vehicle_size(&w->det));
-    if (rc >= 0 && !w->scratch)
+    w->rolled = malloc(TXN_VEHICLES * sizeof(*w->rolled));
+    if (rc >= 0 && (!w->scratch || !w->rolled))
         rc = -ENOMEM;
     if (rc < 0) {
         hc_error(who, "cannot start: %s", hc_strerror(rc));
@@ -211,6 +233,9 @@ int hc_worker_open(struct hc_worker *w, unsigned id, const struct hc_config *cfg
         hc_error(who, "restoring vehicles from %s: %s", dir, hc_strerror(rc));
         return rc;
     }
+    w->pass_mark = hc_store_journal_mark(w->store);   /* restored ones are older */
+    w->pass_next = 0;
+    w->pass_no = 1;                 /* restored records have pass 0 */
     w->alarm_seq = hc_store_last_alarm_id(w->store) & ((1ull << 48) - 1);
     size_t got = 0;
     if (hc_store_get_meta(w->store, "logged_alarm_id", &w->logged_id, sizeof(w->logged_id),
@@ -247,11 +272,6 @@ static void serialize(struct hc_worker *w, const struct hc_vehicle *v, size_t *l
     *len = sizeof(st) + w->vt.vsize;
 }
 
-/* Most vehicles written in one transaction.  LMDB keeps a transaction's
- * dirty pages in memory, and keeps freed page buffers for reuse, so an
- * unbounded transaction (a million vehicles changed at once) would leave
- * hundreds of megabytes behind; bounded, a shard holds a few megabytes. */
-#define TXN_VEHICLES 4096
 
 /* Append alarms committed to the store but not yet to alarms.log, in id
  * order, from the store itself.  Stops at the first failed append and
@@ -292,26 +312,56 @@ static void log_alarms(struct hc_worker *w, const char *who)
         relog_from_store(w, who);
 }
 
-/* One transaction: the last n vehicles of the dirty list, plus, when
- * with_alarms, every pending alarm (then synced before returning). */
+static int put_vehicle(struct hc_worker *w, uint32_t idx)
+{
+    struct hc_vrec *r = hc_vtable_rec(&w->vt, idx);
+    size_t len;
+    serialize(w, hc_vrec_vehicle(r), &len);
+    return hc_store_put_vehicle(w->store, hc_vtable_vid(&w->vt, r), r->vid_len, w->scratch, len);
+}
+
+/* The rolling pass's share of a transaction that wrote n dirty vehicles:
+ * the indexes it wrote go to w->rolled; *trim is set when this transaction
+ * completes the pass. */
+static int roll(struct hc_worker *w, size_t n, int last_chunk, int *trim)
+{
+    size_t budget = n > ROLL_MIN ? n : ROLL_MIN;
+    size_t scan = budget * ROLL_SCAN;
+    uint16_t pass = (uint16_t)w->pass_no;
+    int rc = 0;
+    w->n_rolled = 0;
+    for (; rc == 0 && w->n_rolled < budget && scan > 0 && w->pass_next < w->vt.count;
+         w->pass_next++, scan--) {
+        const struct hc_vrec *r = hc_vtable_rec(&w->vt, w->pass_next);
+        if (r->dirty || r->pass == pass)
+            continue;
+        rc = put_vehicle(w, w->pass_next);
+        w->rolled[w->n_rolled++] = w->pass_next;
+    }
+    *trim = rc == 0 && last_chunk && w->pass_next >= w->vt.count;
+    if (*trim)
+        rc = hc_store_journal_trim(w->store, w->pass_mark);
+    return rc;
+}
+
+/* One transaction: the last n vehicles of the dirty list, the rolling
+ * pass's share, plus, when with_alarms, every pending alarm (then synced
+ * before returning). */
 static int commit_chunk(struct hc_worker *w, size_t n, int with_alarms)
 {
     size_t from = w->n_dirty - n;
+    uint32_t pass_next = w->pass_next;
+    int trim = 0;
     int rc = hc_store_begin(w->store);
-    for (size_t i = from; rc == 0 && i < w->n_dirty; i++) {
-        struct hc_vrec *r = hc_vtable_rec(&w->vt, w->dirty[i]);
-        size_t len;
-        serialize(w, hc_vrec_vehicle(r), &len);
-        rc = hc_store_put_vehicle(w->store, hc_vtable_vid(&w->vt, r), r->vid_len, w->scratch, len);
-    }
+    for (size_t i = from; rc == 0 && i < w->n_dirty; i++)
+        rc = put_vehicle(w, w->dirty[i]);
+    if (rc == 0)
+        rc = roll(w, n, from == 0, &trim);
     for (size_t i = 0; with_alarms && rc == 0 && i < w->n_alarms; i++) {
         /* The vehicle that raised it goes in the same transaction, so a
          * crash can never keep the alarm but lose the vehicle's "alarmed"
          * state (which would raise it again under a new id). */
-        struct hc_vrec *r = hc_vtable_rec(&w->vt, w->alarms[i].vehicle);
-        size_t len;
-        serialize(w, hc_vrec_vehicle(r), &len);
-        rc = hc_store_put_vehicle(w->store, hc_vtable_vid(&w->vt, r), r->vid_len, w->scratch, len);
+        rc = put_vehicle(w, w->alarms[i].vehicle);
         if (rc == 0)
             rc = hc_store_put_alarm(w->store, w->alarms[i].id, w->alarms[i].json,
                                     strlen(w->alarms[i].json));
@@ -322,10 +372,23 @@ static int commit_chunk(struct hc_worker *w, size_t n, int with_alarms)
         rc = hc_store_commit(w->store, w->cfg->sync_interval_ms == 0);
     if (rc < 0) {
         hc_store_abort(w->store);
+        w->pass_next = pass_next;
         return rc;
     }
-    for (size_t i = from; i < w->n_dirty; i++)
-        hc_vtable_rec(&w->vt, w->dirty[i])->dirty = 0;
+    uint16_t pass = (uint16_t)w->pass_no;
+    for (size_t i = 0; i < w->n_rolled; i++)
+        hc_vtable_rec(&w->vt, w->rolled[i])->pass = pass;
+    for (size_t i = from; i < w->n_dirty; i++) {
+        struct hc_vrec *r = hc_vtable_rec(&w->vt, w->dirty[i]);
+        r->dirty = 0;
+        r->pass = pass;
+    }
+    if (trim) {     /* every vehicle now has pass == pass_no; none has pass_no + 1 */
+        w->pass_mark = hc_store_journal_mark(w->store);
+        w->pass_next = 0;
+        w->pass_no++;
+        STAT_ADD(w, passes, 1);
+    }
     w->n_dirty = from;
     STAT_ADD(w, persisted, n);
     STAT_ADD(w, commits, 1);
@@ -588,6 +651,7 @@ void hc_worker_close(struct hc_worker *w)
         free(w->alarms[i].json);
     free(w->alarms);
     free(w->dirty);
+    free(w->rolled);
     free(w->scratch);
     hc_store_close(w->store);
     hc_vtable_free(&w->vt);

@@ -55,6 +55,16 @@ static size_t tow(struct hc_report *out, const char *vid)
     return 18;
 }
 
+/* 18 reports of a tow for each of n vehicles PREFIX-000, PREFIX-001, ... */
+static void fleet_of_tows(struct hc_report *out, int n, const char *prefix)
+{
+    for (int c = 0; c < n; c++) {
+        char vid[32];
+        snprintf(vid, sizeof(vid), "%s-%03d", prefix, c);
+        tow(out + c * 18, vid);
+    }
+}
+
 Test(daemon, tow_over_tcp_raises_one_alarm_with_the_webhook_body)
 {
     struct hc_report r[18];
@@ -237,17 +247,54 @@ Test(daemon, restart_after_kill_9_restores_windows)
     close(fd);
 }
 
+/* Many vehicles, reports spread over many commits, so the rolling pass
+ * rewrites and trims the journal many times before the crash: the first
+ * half of the fleet parks and then goes quiet while the second half
+ * reports, so only the rolling pass keeps the quiet half in the journal.
+ * After kill -9 every vehicle comes back with its whole window. */
+Test(daemon, restart_after_journal_trims_restores_every_vehicle)
+{
+    enum { CARS = 300, HALF = CARS / 2 };
+    static struct hc_report r[CARS * 18], wave[HALF];
+    daemon_start(&d, acme35);
+    fleet_of_tows(r, CARS, "LOT");
+    int fd = tcp_connect(d.tcp);
+    uint64_t sent = 0;
+    for (int half = 0; half < 2; half++)
+        for (int k = 0; k < 17; k++) {  /* fix k of every car of the half */
+            for (int c = 0; c < HALF; c++)
+                wave[c] = r[(half * HALF + c) * 18 + k];
+            send_reports_tcp(fd, wave, HALF);
+            daemon_wait_processed(&d, sent += HALF);
+            usleep(12000);              /* a few commit intervals */
+        }
+    close(fd);
+    uint64_t passes = daemon_stat(&d, "workers.0.passes") + daemon_stat(&d, "workers.1.passes");
+    cr_assert_geq(passes, 8, "the journal was trimmed (%llu passes)", (unsigned long long)passes);
+    daemon_kill(&d);
+
+    daemon_start(&d, acme35);
+    cr_assert_eq(daemon_stat(&d, "vehicles"), CARS);
+    fd = tcp_connect(d.tcp);
+    for (int half = 0; half < 2; half++) {
+        for (int c = 0; c < HALF; c++)
+            wave[c] = r[(half * HALF + c) * 18 + 17];  /* the second moved fix */
+        send_reports_tcp(fd, wave, HALF);
+    }
+    daemon_wait_processed(&d, CARS);
+    close(fd);
+    json_t *alarms = daemon_alarms(&d);
+    cr_assert_eq(json_array_size(alarms), CARS, "every tow straddling the restart is detected");
+    json_decref(alarms);
+}
+
 Test(daemon, sigterm_drains_everything_sent)
 {
     enum { CARS = 200 };
     static const char *const sets[] = { "thresholds.acme=35", "ring.size=1024", NULL };
     static struct hc_report r[CARS * 18];
     daemon_start(&d, sets);
-    for (int c = 0; c < CARS; c++) {
-        char vid[16];
-        snprintf(vid, sizeof(vid), "FLEET-%03d", c);
-        tow(r + c * 18, vid);
-    }
+    fleet_of_tows(r, CARS, "FLEET");
     int fd = tcp_connect(d.tcp);
     for (int i = 0; i < CARS * 18; i += 100)
         send_reports_tcp(fd, r + i, CARS * 18 - i < 100 ? (size_t)(CARS * 18 - i) : 100);

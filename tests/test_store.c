@@ -1,6 +1,8 @@
 /*
  * test_store.c — the shard store: batches are atomic and survive a reopen,
- * alarms come back in id order, a 1 MiB map grows under tens of MB, a
+ * the vehicle journal keeps the newest record of each vehicle and a trim
+ * drops exactly what was not put again since its mark, alarms come back in
+ * id order, a 1 MiB map grows under tens of MB, a
  * failed commit stays pending and can be retried, and another process sees
  * committed data.  Each test gets its own directory under /tmp.
  *
@@ -87,12 +89,13 @@ static void put(struct hc_store *s, unsigned i, unsigned ver, size_t len)
         cr_assert_fail("put %u: %s (%s)", i, hc_strerror(rc), hc_store_error(s));
 }
 
-/* each_vehicle collector: marks seen ids, checks content against ver[]. */
+/* each_vehicle collector: the last record of each id wins, as for the
+ * worker; marks seen ids and whether their last record has version ver[]. */
 struct seen {
     unsigned n, max;
     const unsigned *ver;    /* expected version per id */
     size_t len;
-    unsigned char *hit;
+    unsigned char *hit, *ok;
     int bad;
 };
 
@@ -106,22 +109,27 @@ static int collect(void *ctx, const void *k, size_t klen, const void *rec, size_
         return w->bad = 1, 0;   /* no cr_assert here: see put() */
     memcpy(key, k, 8);
     key[8] = '\0';
-    if (sscanf(key, "V%7u", &i) != 1 || i >= w->max || w->hit[i])
+    if (sscanf(key, "V%7u", &i) != 1 || i >= w->max)
         return w->bad = 1, 0;
     fill(want, len, i, w->ver ? w->ver[i] : 0);
-    if (memcmp(want, rec, len) != 0)
-        w->bad = 1;
+    w->ok[i] = memcmp(want, rec, len) == 0;
     w->hit[i] = 1;
-    w->n++;
     return 0;
 }
 
 static struct seen scan(struct hc_store *s, unsigned max, const unsigned *ver, size_t len)
 {
-    struct seen w = { .max = max, .ver = ver, .len = len, .hit = calloc(max, 1) };
+    struct seen w = { .max = max, .ver = ver, .len = len, .hit = calloc(max, 1),
+                      .ok = calloc(max, 1) };
     int rc = hc_store_each_vehicle(s, collect, &w);
     cr_assert_eq(rc, 0, "each_vehicle: %s", hc_strerror(rc));
     cr_assert_eq(w.bad, 0, "a record came back wrong");
+    for (unsigned i = 0; i < max; i++) {
+        w.n += w.hit[i];
+        if (w.hit[i] && !w.ok[i])
+            cr_assert_fail("vehicle %u: its newest record is not the last put", i);
+    }
+    free(w.ok);
     return w;
 }
 
@@ -165,7 +173,7 @@ Test(store, abort_leaves_nothing)
     cr_assert_eq(hc_store_last_alarm_id(s), 0);
     struct hc_store_stats st;
     cr_assert_eq(hc_store_stats(s, &st), 0);
-    cr_assert_eq(st.vehicles, 0);
+    cr_assert_eq(st.journal_entries, 0);
     cr_assert_eq(st.alarms, 0);
     cr_assert_eq(st.commits, 0);
     size_t len;
@@ -184,7 +192,7 @@ Test(store, abort_leaves_nothing)
     hc_store_close(s);
 }
 
-Test(store, each_vehicle_sees_exactly_the_committed_set)
+Test(store, each_vehicle_ends_on_the_newest_committed_records)
 {
     unsigned ver[300] = { 0 };
     struct hc_store *s = open_store(1 << 20, 1000);
@@ -193,15 +201,12 @@ Test(store, each_vehicle_sees_exactly_the_committed_set)
         put(s, i, 0, REC);
     cr_assert_eq(hc_store_commit(s, false), 0);
 
-    /* a second batch: overwrite 0..49, delete 50..99, add 200..299 */
+    /* a second batch: overwrite 0..49 (twice), add 200..299 */
     cr_assert_eq(hc_store_begin(s), 0);
     for (unsigned i = 0; i < 50; i++)
+        put(s, i, 7, REC);
+    for (unsigned i = 0; i < 50; i++)
         put(s, i, ver[i] = 1, REC);
-    char k[16];
-    for (unsigned i = 50; i < 100; i++)
-        cr_assert_eq(hc_store_del_vehicle(s, k, vid(k, i)), 0);
-    cr_assert_eq(hc_store_del_vehicle(s, k, vid(k, 50)), -ENOENT);
-    cr_assert_eq(hc_store_del_vehicle(s, k, vid(k, 1000)), -ENOENT);
     for (unsigned i = 200; i < 300; i++)
         put(s, i, 0, REC);
 
@@ -215,9 +220,73 @@ Test(store, each_vehicle_sees_exactly_the_committed_set)
 
     cr_assert_eq(hc_store_commit(s, false), 0);
     w = scan(s, 300, ver, REC);
-    cr_assert_eq(w.n, 250);
+    cr_assert_eq(w.n, 300);
+    free(w.hit);
+    hc_store_close(s);
+
+    s = open_store(1 << 20, 1000);      /* the same after a reopen */
+    w = scan(s, 300, ver, REC);
+    cr_assert_eq(w.n, 300);
+    free(w.hit);
+    hc_store_close(s);
+}
+
+Test(store, trim_drops_what_was_not_put_since_the_mark)
+{
+    unsigned ver[300] = { 0 };
+    struct hc_store *s = open_store(1 << 20, 1000);
+    cr_assert_eq(hc_store_begin(s), 0);
     for (unsigned i = 0; i < 300; i++)
-        cr_assert_eq(w.hit[i], !(i >= 50 && i < 100), "vehicle %u", i);
+        put(s, i, 0, REC);
+    cr_assert_eq(hc_store_commit(s, false), 0);
+    /* The worker's first pass: all 300 are in the current generation. */
+    uint64_t mark = hc_store_journal_mark(s);
+    cr_assert_eq(hc_store_begin(s), 0);
+    cr_assert_eq(hc_store_journal_trim(s, mark + 1), -EINVAL, "not the current generation");
+    cr_assert_eq(hc_store_journal_trim(s, mark), 0);
+    cr_assert_eq(hc_store_commit(s, false), 0);
+    cr_assert_eq(hc_store_journal_mark(s), mark + 1);
+    mark = hc_store_journal_mark(s);
+
+    /* 0..99 and 200..299 are put again, in two batches; 100..199 are not */
+    cr_assert_eq(hc_store_begin(s), 0);
+    for (unsigned i = 0; i < 100; i++)
+        put(s, i, ver[i] = 1, REC);
+    cr_assert_eq(hc_store_commit(s, false), 0);
+    cr_assert_eq(hc_store_begin(s), 0);
+    for (unsigned i = 200; i < 300; i++)
+        put(s, i, 7, REC);
+    cr_assert_eq(hc_store_journal_trim(s, mark), 0);
+
+    /* an aborted trim trims nothing: 0..99 are at version 1, the rest 0 */
+    hc_store_abort(s);
+    cr_assert_eq(hc_store_journal_mark(s), mark);
+    unsigned before[300] = { 0 };
+    for (unsigned i = 0; i < 100; i++)
+        before[i] = 1;
+    struct seen w = scan(s, 300, before, REC);
+    cr_assert_eq(w.n, 300);
+    free(w.hit);
+    struct hc_store_stats st;
+    cr_assert_eq(hc_store_stats(s, &st), 0);
+    cr_assert_eq(st.journal_entries, 400);
+
+    cr_assert_eq(hc_store_begin(s), 0);
+    for (unsigned i = 200; i < 300; i++)
+        put(s, i, ver[i] = 2, REC);
+    cr_assert_eq(hc_store_journal_trim(s, mark), 0);
+    put(s, 300 - 1, ver[299] = 3, REC);     /* after the trim, in the new generation */
+    cr_assert_eq(hc_store_commit(s, false), 0);
+    cr_assert_eq(hc_store_stats(s, &st), 0);
+    cr_assert_eq(st.journal_entries, 201, "the first 300 records went");
+    hc_store_close(s);
+
+    s = open_store(1 << 20, 1000);
+    cr_assert_eq(hc_store_journal_mark(s), mark + 1, "the generation survives a reopen");
+    w = scan(s, 300, ver, REC);
+    cr_assert_eq(w.n, 200);
+    for (unsigned i = 0; i < 300; i++)
+        cr_assert_eq(w.hit[i], i < 100 || i >= 200, "vehicle %u", i);
     free(w.hit);
     hc_store_close(s);
 }
@@ -312,8 +381,8 @@ Test(store, map_grows_from_one_mib_transparently)
     }
     struct hc_store_stats st;
     cr_assert_eq(hc_store_stats(s, &st), 0);
-    cr_assert_eq(st.vehicles, N);
-    cr_assert_geq(st.used_bytes, (uint64_t)N * LEN);
+    cr_assert_geq(st.journal_bytes, (uint64_t)N * LEN);
+    cr_assert_geq(st.used_bytes, st.journal_bytes);
     cr_assert_geq(st.map_size, st.used_bytes);
     cr_assert_geq(st.map_grows, 5, "grows %llu", (unsigned long long)st.map_grows);
     cr_assert_eq(st.commits, N / BATCH);
@@ -379,7 +448,7 @@ Test(store, durable_commit_persists)
     s = open_store(1 << 20, 1000);
     struct hc_store_stats st;
     cr_assert_eq(hc_store_stats(s, &st), 0);
-    cr_assert_eq(st.vehicles, 2);
+    cr_assert_eq(st.journal_entries, 2);
     cr_assert_eq(st.alarms, 1);
     cr_assert_eq(hc_store_last_alarm_id(s), 1);
     hc_store_close(s);
@@ -423,7 +492,8 @@ Test(store, stats_count_entries_and_commits)
     cr_assert_eq(hc_store_commit(s, false), 0);
     struct hc_store_stats st;
     cr_assert_eq(hc_store_stats(s, &st), 0);
-    cr_assert_eq(st.vehicles, 10);
+    cr_assert_eq(st.journal_entries, 11, "one per put");
+    cr_assert_geq(st.journal_bytes, 11 * REC);
     cr_assert_eq(st.alarms, 3);
     cr_assert_eq(st.commits, 2);
     cr_assert_eq(st.map_grows, 0);
@@ -463,7 +533,7 @@ Test(store, failed_commit_stays_pending_and_retries)
     cr_assert_eq(hc_store_begin(s), -EBUSY, "the batch is still pending");
     struct hc_store_stats sst;
     cr_assert_eq(hc_store_stats(s, &sst), 0);
-    cr_assert_eq(sst.vehicles, 1, "nothing of the failed batch is visible");
+    cr_assert_eq(sst.journal_entries, 1, "nothing of the failed batch is visible");
 
     cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
     rc = hc_store_commit(s, true);
@@ -478,20 +548,22 @@ Test(store, failed_commit_stays_pending_and_retries)
     hc_store_close(s);
 }
 
-/* Count the vehicles with plain LMDB, read-only, in a fresh process. */
+/* Count the journal records with plain LMDB, read-only, in a fresh process. */
 static int child_count(void)
 {
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
     MDB_stat st;
-    if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 4)
+    if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 8)
         || mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600))
         return 255;
     int n = 254;
     if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0) {
-        if (mdb_dbi_open(txn, "vehicles", 0, &dbi) == 0 && mdb_stat(txn, dbi, &st) == 0)
-            n = (int)st.ms_entries;
+        n = 0;
+        for (const char *db = "journal0"; db; db = db[7] == '0' ? "journal1" : NULL)
+            if (mdb_dbi_open(txn, db, 0, &dbi) == 0 && mdb_stat(txn, dbi, &st) == 0)
+                n += (int)st.ms_entries;
         mdb_txn_abort(txn);
     }
     mdb_env_close(env);
@@ -501,10 +573,11 @@ static int child_count(void)
 Test(store, another_process_reads_committed_data)
 {
     struct hc_store *s = open_store(1 << 20, 1000);
-    cr_assert_eq(hc_store_begin(s), 0);
-    for (unsigned i = 0; i < 37; i++)
-        put(s, i, 0, REC);
-    cr_assert_eq(hc_store_commit(s, false), 0);   /* not fsynced: page cache */
+    for (unsigned b = 0; b < 37; b++) {
+        cr_assert_eq(hc_store_begin(s), 0);
+        put(s, b, 0, REC);
+        cr_assert_eq(hc_store_commit(s, false), 0);   /* not fsynced: page cache */
+    }
     cr_assert_eq(hc_store_begin(s), 0);
     for (unsigned i = 100; i < 110; i++)
         put(s, i, 0, REC);                         /* open, uncommitted */
@@ -533,8 +606,8 @@ static int count_one(void *ctx, const void *k, size_t klen, const void *rec, siz
     return 0;
 }
 
-/* Informational: random-key puts of 450 B in batches of 10k, then a full
- * restore walk.  Prints, asserts only counts. */
+/* Random-key puts of 450 B in batches of 10k, then a full restore walk:
+ * every put comes back, in order. */
 Test(store, bulk_inserts_updates_and_restore_agree)
 {
     unsigned n = env_count("HC_STORE_BENCH_PUTS", 20000);
@@ -576,10 +649,7 @@ Test(store, bulk_inserts_updates_and_restore_agree)
     s = open_store(64 << 20, 1000);
     unsigned seen = 0;
     cr_assert_eq(hc_store_each_vehicle(s, count_one, &seen), 0);
-    cr_assert_eq(seen, total);
-    struct hc_store_stats st;
-    cr_assert_eq(hc_store_stats(s, &st), 0);
-    cr_assert_eq(st.vehicles, total);
+    cr_assert_eq(seen, 2 * n + (m > n ? m - n : 0), "every record put");
     hc_store_close(s);
     free(perm);
 }

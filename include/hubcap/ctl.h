@@ -54,8 +54,9 @@ void hc_ctl_serve(struct hc_ctl *c, const struct pollfd *pfd, int n);
  * answers something that is not JSON. */
 json_t *hc_ctl_call(const char *path, const char *request, int timeout_ms);
 
-/* The value at a dotted path such as "front.udp_dropped" under root, or
- * NULL (a borrowed reference, like json_object_get). */
+/* The value at a dotted path such as "front.udp_dropped" or
+ * "workers.0.passes" (a number indexes an array) under root, or NULL (a
+ * borrowed reference, like json_object_get). */
 json_t *hc_json_path(json_t *root, const char *dotted);
 
 #endif

@@ -1,8 +1,19 @@
 /*
  * store.h — one worker shard's persistent state: an LMDB environment in
- * <data_dir>/shard-<i> with three named databases, "vehicles" (vehicle id
- * -> record), "alarms" (id as 8 bytes big-endian -> alarm, so keys sort by
- * id) and "meta" (short string key -> bytes).
+ * <data_dir>/shard-<i> with the named databases "journal0" and "journal1"
+ * (vehicle records in the order they were put, under increasing 8-byte
+ * keys), "alarms" (id as 8 bytes big-endian -> alarm, so keys sort by id)
+ * and "meta" (short string key -> bytes).
+ *
+ * Vehicle records are journaled, not kept one per vehicle id: a commit
+ * appends the batch's records to full pages at the end of a tree instead
+ * of rewriting a 4 KiB B-tree leaf for every vehicle that changed, and the
+ * process does not read them back while it runs.  The journal holds a
+ * vehicle several times; the newest record is its state.  It is kept in
+ * generations: the owner takes the current generation as a mark, puts
+ * every vehicle it still tracks again at its own pace (unchanged ones
+ * too), then trims, which drops every record of the generations before the
+ * mark and starts the next one.
  *
  * Writes go in batches: hc_store_begin, any number of puts and deletes,
  * hc_store_commit (one LMDB write transaction).  The environment is opened
@@ -69,9 +80,16 @@ int hc_store_begin(struct hc_store *s);
 int hc_store_put_vehicle(struct hc_store *s, const void *vid, size_t vid_len,
                          const void *rec, size_t len);
 
-/* Delete vehicle vid in the open batch: 0, or -ENOENT if it is neither
- * committed nor put earlier in this batch (nothing changes). */
-int hc_store_del_vehicle(struct hc_store *s, const void *vid, size_t vid_len);
+/* The journal generation being written: every vehicle put from here on
+ * (and some put before) is kept by hc_store_journal_trim(s, mark). */
+uint64_t hc_store_journal_mark(const struct hc_store *s);
+
+/* In the open batch, drop every vehicle record of the generations before
+ * mark (and the id-keyed table of earlier versions), and start generation
+ * mark + 1.  -EINVAL unless mark is the current generation.  Only safe once
+ * every vehicle that is to survive has been put since the mark was taken.
+ * An abort undoes it. */
+int hc_store_journal_trim(struct hc_store *s, uint64_t mark);
 
 /* Store alarm id (key: 8 bytes big-endian) in the open batch, replacing any
  * alarm with that id.  hc_store_last_alarm_id follows at once. */
@@ -102,9 +120,12 @@ int hc_store_sync(struct hc_store *s);
  * did not fit (*len says how much is needed). */
 int hc_store_get_meta(struct hc_store *s, const char *key, void *buf, size_t cap, size_t *len);
 
-/* Call fn for every committed vehicle in key order.  The pointers are valid
- * only during the call.  fn must not write to the store.  Stops at, and
- * returns, fn's first non-zero value; else 0 or an error. */
+/* Call fn for every committed vehicle record, oldest first: a vehicle put
+ * several times is seen several times and its last record is its state.
+ * The pointers are valid only during the call.  fn must not write to the
+ * store.  Stops at, and returns, fn's first non-zero value; else 0 or an
+ * error (HC_ESTORE for an entry this module did not write).  The map pages
+ * the walk read are then released (they stay in the OS page cache). */
 int hc_store_each_vehicle(struct hc_store *s,
                           int (*fn)(void *ctx, const void *vid, size_t vid_len,
                                     const void *rec, size_t len),
@@ -121,7 +142,9 @@ int hc_store_each_alarm(struct hc_store *s, uint64_t from_id,
 uint64_t hc_store_last_alarm_id(struct hc_store *s);
 
 struct hc_store_stats {
-    uint64_t vehicles, alarms;    /* committed entries */
+    uint64_t journal_entries;     /* committed vehicle records (not vehicles) */
+    uint64_t journal_bytes;       /* pages they take */
+    uint64_t alarms;              /* committed alarms */
     uint64_t map_size, used_bytes;
     uint64_t commits, map_grows;  /* since open */
 };

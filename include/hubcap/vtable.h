@@ -24,7 +24,7 @@ struct hc_vrec {
     uint32_t vid_off;       /* id bytes at arena + vid_off */
     uint8_t vid_len;
     uint8_t dirty;          /* on the worker's dirty list */
-    uint16_t pad_;
+    uint16_t pass;          /* the owner's: the worker's rolling pass (worker.c) */
     /* struct hc_vehicle and its window follow */
 };
 

@@ -38,6 +38,7 @@ struct hc_worker_stats {
     uint64_t ring_fill;     /* records waiting on the ring, last seen */
     uint64_t dirty;         /* vehicles and alarms not yet committed (alarms:
                                not yet synced and in alarms.log) */
+    uint64_t passes;        /* rolling passes completed (journal trims) */
 };
 
 struct hc_pending_alarm;
@@ -68,6 +69,11 @@ struct hc_worker {
     uint64_t alarm_sync_due;        /* when to sync them (monotonic ms) */
     uint64_t next_commit_ms, next_sync_ms;
     uint64_t restored;              /* vehicles read back at open */
+    uint64_t pass_mark;             /* journal mark where the rolling pass began */
+    uint32_t pass_next;             /* next table index the pass rewrites */
+    uint32_t pass_no;               /* the pass (low 16 bits go in hc_vrec.pass) */
+    uint32_t *rolled;               /* indexes the pass wrote in this transaction */
+    size_t n_rolled;
 
     pthread_t thread;
     struct hc_worker_stats stats;
