@@ -35,6 +35,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 
 #include "hubcap/error.h"
 #include "hubcap/store.h"
@@ -50,6 +51,9 @@ static const char *const db_names[DB_N] = { "vehicles", "alarms", "meta", "journ
                                             "journal1" };
 
 enum { OP_PUT, OP_TRIM };
+
+/* meta key of the journal generation being written */
+static const MDB_val gen_key = { sizeof("journal_gen") - 1, (void *)"journal_gen" };
 
 /* One replay log entry; key and value bytes follow, padded to 8. */
 struct op {
@@ -74,8 +78,6 @@ struct hc_store {
     uint64_t commits, map_grows;
     char *log;              /* replay arena */
     size_t log_len, log_cap;
-    char *vbuf;             /* one journal value being built */
-    size_t vcap;
     uint64_t jseq, jseq_committed;      /* key of the next journal record */
     uint64_t gen, gen_committed;        /* the journal generation written to */
     char err[256];
@@ -190,7 +192,7 @@ static int trim_apply(struct hc_store *s, uint64_t mark)
         rc = mdb_drop(s->txn, s->dbi[DB_VEHICLES], 0);
     unsigned char gen[8];
     be64_put(gen, mark + 1);
-    MDB_val k = { sizeof("journal_gen") - 1, "journal_gen" }, v = { sizeof(gen), gen };
+    MDB_val k = gen_key, v = { sizeof(gen), gen };
     if (rc == 0)
         rc = mdb_put(s->txn, s->dbi[DB_META], &k, &v, 0);
     return rc;
@@ -235,10 +237,14 @@ static int revive(struct hc_store *s, size_t upto)
     }
 }
 
-/* Append an op to the log; NULL if out of memory. */
+/* Append an op to the log, its value gathered from nval pieces; NULL if
+ * out of memory. */
 static struct op *log_append(struct hc_store *s, int kind, int db, const void *key,
-                             size_t klen, const void *val, size_t vlen)
+                             size_t klen, const struct iovec *val, int nval)
 {
+    size_t vlen = 0;
+    for (int i = 0; i < nval; i++)
+        vlen += val[i].iov_len;
     size_t need = op_size(klen, vlen);
     if (s->log_cap - s->log_len < need) {
         size_t cap = s->log_cap ? s->log_cap : 64 * 1024;
@@ -257,8 +263,11 @@ static struct op *log_append(struct hc_store *s, int kind, int db, const void *k
     op->vlen = (uint32_t)vlen;
     char *b = (char *)(op + 1);
     memcpy(b, key, klen);
-    if (vlen)
-        memcpy(b + klen, val, vlen);
+    b += klen;
+    for (int i = 0; i < nval; i++) {
+        memcpy(b, val[i].iov_base, val[i].iov_len);
+        b += val[i].iov_len;
+    }
     s->log_len += need;
     return op;
 }
@@ -266,14 +275,14 @@ static struct op *log_append(struct hc_store *s, int kind, int db, const void *k
 /* One write of the batch: log it, apply it (reviving or growing as
  * needed); on failure neither the log nor the transaction keeps it. */
 static int batch_op(struct hc_store *s, int kind, int db, const void *key, size_t klen,
-                    const void *val, size_t vlen, const char *what)
+                    const struct iovec *val, int nval, const char *what)
 {
     if (!s->in_batch || s->committed)
         return -EINVAL;
     if (s->reading)
         return -EBUSY;
     size_t mark = s->log_len;
-    const struct op *op = log_append(s, kind, db, key, klen, val, vlen);
+    const struct op *op = log_append(s, kind, db, key, klen, val, nval);
     if (!op)
         return -ENOMEM;
     int rc;
@@ -373,7 +382,7 @@ int hc_store_open(struct hc_store **out, const char *dir, const struct hc_store_
             mdb_cursor_close(c);
         }
     }
-    k = (MDB_val){ sizeof("journal_gen") - 1, "journal_gen" };
+    k = gen_key;
     if (rc == 0) {
         rc = mdb_get(txn, s->dbi[DB_META], &k, &v);
         if (rc == 0 && v.mv_size == 8)
@@ -412,7 +421,6 @@ void hc_store_close(struct hc_store *s)
     mdb_env_sync(s->env, 1);
     mdb_env_close(s->env);
     free(s->log);
-    free(s->vbuf);
     free(s);
 }
 
@@ -442,20 +450,10 @@ int hc_store_put_vehicle(struct hc_store *s, const void *vid, size_t vid_len,
 {
     if (vid_len == 0 || vid_len > VID_MAX || len > UINT32_MAX - 1 - VID_MAX)
         return -EINVAL;
-    size_t need = 1 + vid_len + len;
-    if (s->vcap < need) {
-        char *p = realloc(s->vbuf, need);
-        if (!p)
-            return -ENOMEM;
-        s->vbuf = p;
-        s->vcap = need;
-    }
-    s->vbuf[0] = (char)vid_len;
-    memcpy(s->vbuf + 1, vid, vid_len);
-    memcpy(s->vbuf + 1 + vid_len, rec, len);
-    unsigned char key[8];
+    unsigned char key[8], vl = (unsigned char)vid_len;
     be64_put(key, s->jseq);
-    int rc = batch_op(s, OP_PUT, DB_J0 + (int)(s->gen % 2), key, sizeof(key), s->vbuf, need,
+    struct iovec val[3] = { { &vl, 1 }, { (void *)vid, vid_len }, { (void *)rec, len } };
+    int rc = batch_op(s, OP_PUT, DB_J0 + (int)(s->gen % 2), key, sizeof(key), val, 3,
                       "put vehicle");
     if (rc == 0)
         s->jseq++;
@@ -485,7 +483,8 @@ int hc_store_put_alarm(struct hc_store *s, uint64_t id, const void *val, size_t 
         return -EINVAL;
     unsigned char key[8];
     be64_put(key, id);
-    int rc = batch_op(s, OP_PUT, DB_ALARMS, key, sizeof(key), val, len, "put alarm");
+    struct iovec v = { (void *)val, len };
+    int rc = batch_op(s, OP_PUT, DB_ALARMS, key, sizeof(key), &v, 1, "put alarm");
     if (rc == 0 && id > s->last_alarm)
         s->last_alarm = id;
     return rc;
@@ -496,7 +495,8 @@ int hc_store_put_meta(struct hc_store *s, const char *key, const void *val, size
     size_t klen = strlen(key);
     if (klen == 0 || klen > HC_STORE_META_KEY_MAX || len > UINT32_MAX)
         return -EINVAL;
-    return batch_op(s, OP_PUT, DB_META, key, klen, val, len, "put meta");
+    struct iovec v = { (void *)val, len };
+    return batch_op(s, OP_PUT, DB_META, key, klen, &v, 1, "put meta");
 }
 
 int hc_store_commit(struct hc_store *s, bool durable)

@@ -272,7 +272,6 @@ static void serialize(struct hc_worker *w, const struct hc_vehicle *v, size_t *l
     *len = sizeof(st) + w->vt.vsize;
 }
 
-
 /* Append alarms committed to the store but not yet to alarms.log, in id
  * order, from the store itself.  Stops at the first failed append and
  * leaves w->relog set, so the next commit tries again from there: an

@@ -172,6 +172,14 @@ json_t *daemon_alarms(const struct daemon *d)
     return all;
 }
 
+size_t daemon_alarm_count(const struct daemon *d)
+{
+    json_t *alarms = daemon_alarms(d);
+    size_t n = json_array_size(alarms);
+    json_decref(alarms);
+    return n;
+}
+
 int tcp_connect(unsigned port)
 {
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };

@@ -41,6 +41,8 @@ void daemon_wait_processed(const struct daemon *d, uint64_t n);
 
 /* Lines of alarms.log, parsed (a JSON array; caller decrefs). */
 json_t *daemon_alarms(const struct daemon *d);
+/* How many lines alarms.log holds. */
+size_t daemon_alarm_count(const struct daemon *d);
 
 int tcp_connect(unsigned port);
 /* Encode reports as one payload (an array), prefixed with its length. */
