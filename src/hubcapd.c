@@ -167,13 +167,14 @@ static json_t *stats_json(struct daemon *d)
         stale += ws.stale;
         rejected += ws.rejected;
         json_array_append_new(workers, json_pack(
-            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
             "reports", (json_int_t)ws.reports, "alarms", (json_int_t)ws.alarms,
             "vehicles", (json_int_t)ws.vehicles, "persisted", (json_int_t)ws.persisted,
             "commits", (json_int_t)ws.commits, "commit_errors", (json_int_t)ws.commit_errors,
             "stale", (json_int_t)ws.stale, "rejected", (json_int_t)ws.rejected,
             "ring_fill", (json_int_t)hc_ring_count(&d->rings[i]),
-            "dirty", (json_int_t)ws.dirty, "passes", (json_int_t)ws.passes));
+            "dirty", (json_int_t)ws.dirty, "passes", (json_int_t)ws.passes,
+            "rolled", (json_int_t)ws.rolled));
     }
     json_t *front = json_object();
 #define F(name) json_object_set_new(front, #name, json_integer((json_int_t)fs.name))

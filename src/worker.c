@@ -14,16 +14,16 @@
  * because maker indexes are only meaningful inside one detector's table.
  *
  * The store journals vehicle records (store.h), so the worker keeps the
- * journal bounded with a rolling pass: every transaction also rewrites the
- * next vehicles of the table in index order, at least ROLL_MIN and at
- * least as many as it wrote dirty ones.  It skips vehicles that are dirty
- * (written in this round anyway) and those already written since the pass
- * began (hc_vrec.pass, set once their transaction has committed).  When
- * the pass has covered the whole table, the last transaction of that round
- * trims every record older than the pass's start, and a new pass begins.
- * Every vehicle is then in the journal at least once and at most a couple
- * of passes' worth of records are kept; the pass never writes more than
- * the dirty set does (beyond ROLL_MIN).
+ * journal bounded with a rolling pass: transactions also rewrite the next
+ * vehicles of the table in index order, keeping pace with the records
+ * written (roll()).  The pass skips vehicles that are dirty (written in
+ * this round anyway) and those already written since it began
+ * (hc_vrec.pass, set once their transaction has committed).  When it has
+ * covered the whole table, the last transaction of that round trims every
+ * record older than the pass's start, and a new pass begins.  Every
+ * vehicle is then in the journal at least once, a generation holds about
+ * ROLL_PACE records per vehicle, and when most vehicles report the pass
+ * writes next to nothing.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -51,8 +51,11 @@
  * would leave hundreds of megabytes behind; bounded, a shard holds a few
  * megabytes.  The rolling pass adds at most as many again. */
 #define TXN_VEHICLES 4096
-#define ROLL_MIN 64     /* vehicles the rolling pass rewrites per transaction, at least */
-#define ROLL_SCAN 16    /* and it looks at no more than this many per write */
+#define ROLL_PACE 2     /* journal records per vehicle a rolling pass may take */
+/* Most vehicles the pass writes in one transaction: its pace needs at most
+ * n + 1 beside n dirty ones; a deficit (after a restart) is paid off over
+ * several transactions. */
+#define ROLLED_MAX (TXN_VEHICLES + 1)
 #define STORED_MAGIC 0x31564348u    /* "HCV1" */
 
 struct stored {
@@ -208,7 +211,7 @@ int hc_worker_open(struct hc_worker *w, unsigned id, const struct hc_config *cfg
     if (rc >= 0)
         rc = hc_wake_init(&w->wake);
     w->scratch = malloc(sizeof(struct stored) + hc_vehicle_size(&w->det));
-    w->rolled = malloc(TXN_VEHICLES * sizeof(*w->rolled));
+    w->rolled = malloc(ROLLED_MAX * sizeof(*w->rolled));
     if (rc >= 0 && (!w->scratch || !w->rolled))
         rc = -ENOMEM;
     if (rc < 0) {
@@ -236,6 +239,8 @@ int hc_worker_open(struct hc_worker *w, unsigned id, const struct hc_config *cfg
     w->pass_mark = hc_store_journal_mark(w->store);   /* restored ones are older */
     w->pass_next = 0;
     w->pass_no = 1;                 /* restored records have pass 0 */
+    struct hc_store_stats sst;      /* what is already in the journal counts */
+    w->pass_written = hc_store_stats(w->store, &sst) == 0 ? sst.journal_entries : 0;
     w->alarm_seq = hc_store_last_alarm_id(w->store) & ((1ull << 48) - 1);
     size_t got = 0;
     if (hc_store_get_meta(w->store, "logged_alarm_id", &w->logged_id, sizeof(w->logged_id),
@@ -321,21 +326,30 @@ static int put_vehicle(struct hc_worker *w, uint32_t idx)
 
 /* The rolling pass's share of a transaction that wrote n dirty vehicles:
  * the indexes it wrote go to w->rolled; *trim is set when this transaction
- * completes the pass. */
+ * completes the pass.
+ *
+ * The pass keeps pace with the journal: once E records have been written
+ * since it began, it has reached table index E / ROLL_PACE, so it is
+ * complete before a generation holds ROLL_PACE records per vehicle.
+ * Vehicles the dirty set has already written in this pass cost only a
+ * look, so when most of the fleet reports the pass writes almost nothing,
+ * and when few vehicles report it writes about one for every two of
+ * theirs. */
 static int roll(struct hc_worker *w, size_t n, int last_chunk, int *trim)
 {
-    size_t budget = n > ROLL_MIN ? n : ROLL_MIN;
-    size_t scan = budget * ROLL_SCAN;
+    uint64_t written = w->pass_written + n;
     uint16_t pass = (uint16_t)w->pass_no;
     int rc = 0;
     w->n_rolled = 0;
-    for (; rc == 0 && w->n_rolled < budget && scan > 0 && w->pass_next < w->vt.count;
-         w->pass_next++, scan--) {
+    while (rc == 0 && w->pass_next < w->vt.count && w->n_rolled < ROLLED_MAX) {
+        if ((uint64_t)w->pass_next * ROLL_PACE >= written + w->n_rolled)
+            break;
         const struct hc_vrec *r = hc_vtable_rec(&w->vt, w->pass_next);
-        if (r->dirty || r->pass == pass)
-            continue;
-        rc = put_vehicle(w, w->pass_next);
-        w->rolled[w->n_rolled++] = w->pass_next;
+        if (!r->dirty && r->pass != pass) {
+            rc = put_vehicle(w, w->pass_next);
+            w->rolled[w->n_rolled++] = w->pass_next;
+        }
+        w->pass_next++;
     }
     *trim = rc == 0 && last_chunk && w->pass_next >= w->vt.count;
     if (*trim)
@@ -382,14 +396,17 @@ static int commit_chunk(struct hc_worker *w, size_t n, int with_alarms)
         r->dirty = 0;
         r->pass = pass;
     }
+    w->pass_written += n + w->n_rolled;
     if (trim) {     /* every vehicle now has pass == pass_no; none has pass_no + 1 */
         w->pass_mark = hc_store_journal_mark(w->store);
         w->pass_next = 0;
+        w->pass_written = 0;
         w->pass_no++;
         STAT_ADD(w, passes, 1);
     }
     w->n_dirty = from;
     STAT_ADD(w, persisted, n);
+    STAT_ADD(w, rolled, w->n_rolled);
     STAT_ADD(w, commits, 1);
     return 0;
 }

@@ -272,6 +272,36 @@ Test(daemon, restart_after_journal_trims_restores_every_vehicle)
     cr_assert_eq(daemon_alarm_count(&d), CARS, "every tow straddling the restart is detected");
 }
 
+/* The rolling pass keeps pace with the journal instead of racing ahead of
+ * it: when even and odd cars report in turn, each half is written by its
+ * own reports, and the pass finds almost nothing left to rewrite (racing
+ * ahead, it rewrote the other half every time: one record per report). */
+Test(daemon, rolling_pass_writes_little_when_the_fleet_reports)
+{
+    enum { CARS = 2000 };
+    static struct hc_report r[CARS * 18], wave[CARS / 2];
+    daemon_start(&d, acme35);
+    fleet_of_tows(r, CARS, "ODD");
+    int fd = tcp_connect(d.tcp);
+    uint64_t sent = 0;
+    for (int k = 0; k < 16; k++)
+        for (int parity = 0; parity < 2; parity++) {
+            for (int c = 0; c < CARS / 2; c++)
+                wave[c] = r[(2 * c + parity) * 18 + k];
+            send_reports_tcp(fd, wave, CARS / 2);
+            daemon_wait_processed(&d, sent += CARS / 2);
+            usleep(12000);              /* a commit in between */
+        }
+    close(fd);
+    uint64_t persisted = daemon_stat(&d, "persisted");
+    uint64_t rolled = daemon_stat(&d, "workers.0.rolled") + daemon_stat(&d, "workers.1.rolled");
+    uint64_t passes = daemon_stat(&d, "workers.0.passes") + daemon_stat(&d, "workers.1.passes");
+    cr_assert_geq(persisted, sent * 9 / 10, "nearly every report dirtied its car");
+    cr_assert_geq(passes, 4, "the pass still completes (%llu passes)", (unsigned long long)passes);
+    cr_assert_leq(rolled * 4, persisted, "the pass rewrote %llu records beside %llu dirty ones",
+                  (unsigned long long)rolled, (unsigned long long)persisted);
+}
+
 Test(daemon, sigterm_drains_everything_sent)
 {
     enum { CARS = 200 };

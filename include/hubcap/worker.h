@@ -39,6 +39,7 @@ struct hc_worker_stats {
     uint64_t dirty;         /* vehicles and alarms not yet committed (alarms:
                                not yet synced and in alarms.log) */
     uint64_t passes;        /* rolling passes completed (journal trims) */
+    uint64_t rolled;        /* records the rolling pass rewrote */
 };
 
 struct hc_pending_alarm;
@@ -72,6 +73,7 @@ struct hc_worker {
     uint64_t pass_mark;             /* journal mark where the rolling pass began */
     uint32_t pass_next;             /* next table index the pass rewrites */
     uint32_t pass_no;               /* the pass (low 16 bits go in hc_vrec.pass) */
+    uint64_t pass_written;          /* records committed since the pass began */
     uint32_t *rolled;               /* indexes the pass wrote in this transaction */
     size_t n_rolled;
 
