@@ -39,6 +39,7 @@
 
 #include "hubcap/error.h"
 #include "hubcap/store.h"
+#include "hubcap/timefmt.h"
 
 #define DEFAULT_MAP_SIZE ((size_t)256 << 20)
 #define LOG_KEEP ((size_t)16 << 20)     /* larger replay arenas are freed after a batch */
@@ -72,6 +73,8 @@ struct hc_store {
     bool sync_every;        /* sync_interval_ms == 0 */
     void *map_lo;           /* the map, as found by find_map */
     size_t map_len, map_for;
+    bool touched;           /* map pages may be resident since the last release */
+    uint64_t released_ns;   /* when, CLOCK_MONOTONIC */
     unsigned reading;       /* each_* calls in progress */
     size_t map_size;
     uint64_t last_alarm, last_alarm_committed;
@@ -83,7 +86,6 @@ struct hc_store {
     char err[256];
 };
 
-static void release_map(struct hc_store *s);
 
 static const struct op *op_at(const char *p) { return (const struct op *)(const void *)p; }
 
@@ -529,7 +531,8 @@ int hc_store_commit(struct hc_store *s, bool durable)
         if (rc != 0)
             return fail(s, rc, "sync after commit");
     }
-    release_map(s);
+    s->touched = true;
+    hc_store_release(s, HC_STORE_RELEASE_MS);
     batch_end(s);
     return 0;
 }
@@ -659,17 +662,24 @@ static void find_map(struct hc_store *s)
     fclose(f);
 }
 
-/* Let go of the map pages the process faulted in: the kernel keeps them
- * in its page cache, the process no longer counts them as resident.  A
- * write transaction reads every B-tree page it copies through the map, and
- * the kernel maps the whole large folio around each such page, megabytes
- * of journal data that will not be read again. */
-static void release_map(struct hc_store *s)
+void hc_store_release(struct hc_store *s, unsigned max_age_ms)
 {
+    uint64_t now = hc_time_mono_ns();
+    if (!s->touched || now - s->released_ns < (uint64_t)max_age_ms * 1000000ull)
+        return;
     if (s->map_len == 0 || s->map_for != s->map_size)
         find_map(s);
+    /* Only the part of the map the file uses can have pages mapped. */
+    MDB_envinfo info;
+    MDB_stat es;
+    size_t len = s->map_len;
+    if (mdb_env_info(s->env, &info) == 0 && mdb_env_stat(s->env, &es) == 0 &&
+        (info.me_last_pgno + 1) * es.ms_psize < len)
+        len = (info.me_last_pgno + 1) * es.ms_psize;
     if (s->map_len)
-        madvise(s->map_lo, s->map_len, MADV_DONTNEED);
+        madvise(s->map_lo, len, MADV_DONTNEED);
+    s->touched = false;
+    s->released_ns = now;
 }
 
 int hc_store_each_vehicle(struct hc_store *s,
@@ -683,7 +693,8 @@ int hc_store_each_vehicle(struct hc_store *s,
         rc = walk(s, DB_J0 + (int)((s->gen_committed + 1) % 2), NULL, each_record, &w);
     if (rc == 0)
         rc = walk(s, DB_J0 + (int)(s->gen_committed % 2), NULL, each_record, &w);
-    release_map(s);
+    s->touched = true;
+    hc_store_release(s, 0);
     return rc;
 }
 

@@ -333,8 +333,7 @@ static int put_vehicle(struct hc_worker *w, uint32_t idx)
  * complete before a generation holds ROLL_PACE records per vehicle.
  * Vehicles the dirty set has already written in this pass cost only a
  * look, so when most of the fleet reports the pass writes almost nothing,
- * and when few vehicles report it writes about one for every two of
- * theirs. */
+ * and when few vehicles report it writes about one for each of theirs. */
 static int roll(struct hc_worker *w, size_t n, int last_chunk, int *trim)
 {
     uint64_t written = w->pass_written + n;
@@ -626,9 +625,10 @@ static void *worker_main(void *arg)
         if (w->unsynced && w->alarm_sync_due < due)
             due = w->alarm_sync_due;
         int idle = (int)w->cfg->commit_interval_ms;
-        hc_wake_wait(&w->wake, (w->n_dirty || w->n_alarms || w->unsynced) && due > now &&
-                                   due - now < (uint64_t)idle
-                                   ? (int)(due - now) : idle);
+        if (!hc_wake_wait(&w->wake, (w->n_dirty || w->n_alarms || w->unsynced) && due > now &&
+                                        due - now < (uint64_t)idle
+                                        ? (int)(due - now) : idle) && !w->n_dirty)
+            hc_store_release(w->store, 0);  /* quiet: hand back what commits mapped */
     }
     commit(w, "shutdown");
     flush_alarms(w, 1);
@@ -643,6 +643,7 @@ static void *worker_main(void *arg)
         log_alarms(w, who);
     }
     hc_store_sync(w->store);
+    hc_store_release(w->store, 0);
     STAT_SET(w, ring_fill, 0);
     return NULL;
 }

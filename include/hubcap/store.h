@@ -115,6 +115,17 @@ void hc_store_abort(struct hc_store *s);
 /* fsync the environment now: every commit so far becomes durable. */
 int hc_store_sync(struct hc_store *s);
 
+/* Stop counting the data file's pages as this process's resident memory
+ * (they stay in the page cache).  A write transaction reads the B-tree
+ * pages it copies through LMDB's map, and the kernel maps the whole large
+ * folio around each one: megabytes of journal data that will not be read
+ * again.  Releasing is an madvise plus a TLB flush on every core the
+ * process runs on, so it is done at most every max_age_ms (0: now, if
+ * anything was committed or read since the last time).  Commits call it
+ * with HC_STORE_RELEASE_MS; an owner going idle calls it with 0. */
+#define HC_STORE_RELEASE_MS 100
+void hc_store_release(struct hc_store *s, unsigned max_age_ms);
+
 /* Copy meta key's value into buf (up to cap bytes; buf may be NULL when cap
  * is 0) and its full length into *len.  -ENOENT if absent, -ENOBUFS if it
  * did not fit (*len says how much is needed). */
