@@ -105,8 +105,7 @@ static int fail(struct hc_store *s, int rc, const char *what)
     return HC_ESTORE;
 }
 
-/* mkdir -p with mode 0700 for the directories it creates. */
-static int mkdir_p(const char *dir)
+int hc_mkdir_p(const char *dir)
 {
     size_t n = strlen(dir);
     char *p = malloc(n + 1);
@@ -332,7 +331,7 @@ int hc_store_open(struct hc_store **out, const char *dir, const struct hc_store_
         return -ENOMEM;
     size_t map = o && o->map_size ? o->map_size : DEFAULT_MAP_SIZE;
     s->sync_every = o && o->sync_interval_ms == 0;
-    int rc = mkdir_p(dir);
+    int rc = hc_mkdir_p(dir);
     if (rc < 0)
         goto fail_alloc;
     rc = mdb_env_create(&s->env);

@@ -54,6 +54,10 @@ struct hc_store_options {
                                 * reference; 0 makes every commit durable */
 };
 
+/* mkdir -p with mode 0700 for the directories it creates (the outbox uses
+ * it too).  0 or a negative errno; -ENOTDIR if dir exists as a file. */
+int hc_mkdir_p(const char *dir);
+
 /* Open (creating if needed) the environment in dir, creating dir and its
  * parents with mode 0700.  o may be NULL for the defaults.  A map smaller
  * than the data already in dir is raised to fit it.  On success *out owns
