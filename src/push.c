@@ -146,6 +146,22 @@ static uint64_t seq_of(const MDB_val *k)
     return x;
 }
 
+/* Make room for element n of *arr (elem bytes each), doubling its
+ * capacity *cap when full.  0 or -ENOMEM (then *arr is unchanged). */
+static int room_for(void *arr, size_t *cap, size_t n, size_t elem)
+{
+    void **a = arr;
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 64;
+    void *b = realloc(*a, c * elem);
+    if (!b)
+        return -ENOMEM;
+    *a = b;
+    *cap = c;
+    return 0;
+}
+
 static int find_ep(const struct hc_push *p, const char *name, size_t len)
 {
     for (unsigned i = 0; i < p->n_eps; i++)
@@ -213,14 +229,8 @@ static int q_before(const struct qitem *a, const struct qitem *b)
 
 static int heap_push(struct ep *e, const struct qitem *q)
 {
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? e->cap * 2 : 64;
-        struct qitem *h = realloc(e->heap, cap * sizeof(*h));
-        if (!h)
-            return -ENOMEM;
-        e->heap = h;
-        e->cap = cap;
-    }
+    if (room_for(&e->heap, &e->cap, e->n, sizeof(*e->heap)) < 0)
+        return -ENOMEM;
     size_t i = e->n++;
     while (i > 0 && q_before(q, &e->heap[(i - 1) / 2])) {
         e->heap[i] = e->heap[(i - 1) / 2];
@@ -254,14 +264,8 @@ static struct qitem heap_pop(struct ep *e)
 
 static struct op *op_add(struct hc_push *p, enum op_kind kind, const struct qitem *q)
 {
-    if (p->n_ops == p->cap_ops) {
-        size_t cap = p->cap_ops ? p->cap_ops * 2 : 64;
-        struct op *o = realloc(p->ops, cap * sizeof(*o));
-        if (!o)
-            return NULL;
-        p->ops = o;
-        p->cap_ops = cap;
-    }
+    if (room_for(&p->ops, &p->cap_ops, p->n_ops, sizeof(*p->ops)) < 0)
+        return NULL;
     struct op *o = &p->ops[p->n_ops++];
     memset(o, 0, sizeof(*o));
     o->kind = kind;
@@ -362,6 +366,7 @@ static int launch(struct hc_push *p, const struct qitem *q)
     MDB_val key = { 8, k }, v;
     MDB_txn *txn;
     struct view vw;
+    int damaged = 0;
     struct flight *f = calloc(1, sizeof(*f));
     if (!f)
         return -ENOMEM;
@@ -369,7 +374,8 @@ static int launch(struct hc_push *p, const struct qitem *q)
     int rc = mdb_txn_begin(p->env, NULL, MDB_RDONLY, &txn);
     if (rc == 0) {
         rc = mdb_get(txn, p->outbox, &key, &v);
-        if (rc == 0 && view_of(&v, &vw) == 0) {
+        damaged = rc == 0 && view_of(&v, &vw) < 0;
+        if (rc == 0 && !damaged) {
             f->len = vw.h.body_len;
             f->body = malloc(f->len ? f->len : 1);
             if (f->body)
@@ -378,7 +384,6 @@ static int launch(struct hc_push *p, const struct qitem *q)
         mdb_txn_abort(txn);
     }
     if (rc != 0 || !f->body) {
-        int damaged = rc == 0 && !f->body && f->len == 0;
         free(f->body);
         free(f);
         if (rc == MDB_NOTFOUND)
@@ -470,7 +475,7 @@ static void flight_free(struct hc_push *p, struct flight *f)
 
 static void record_latency(struct hc_push *p, uint64_t submit_ns)
 {
-    if (!submit_ns || !p->lat)
+    if (!submit_ns)         /* restored at open: no submit time */
         return;
     double ms = (double)(hc_time_mono_ns() - submit_ns) / 1e6;
     p->lat[p->lat_n % LATENCY_KEEP] = ms;
@@ -647,14 +652,8 @@ static void curl_init_once(void)
 
 static int queue(struct hc_push *p, const struct qitem *q)
 {
-    if (p->inbox_n == p->inbox_cap) {
-        size_t cap = p->inbox_cap ? p->inbox_cap * 2 : 64;
-        struct qitem *b = realloc(p->inbox, cap * sizeof(*b));
-        if (!b)
-            return -ENOMEM;
-        p->inbox = b;
-        p->inbox_cap = cap;
-    }
+    if (room_for(&p->inbox, &p->inbox_cap, p->inbox_n, sizeof(*p->inbox)) < 0)
+        return -ENOMEM;
     p->inbox[p->inbox_n++] = *q;
     return 0;
 }
@@ -895,9 +894,10 @@ int hc_push_list(struct hc_push *p, bool dead,
     if (m != 0)
         return mdb_rc(m, "list");
     m = mdb_cursor_open(txn, dead ? p->dead : p->outbox, &c);
+    if (m == 0)
+        m = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     int rc = 0;
-    for (m = m ? m : mdb_cursor_get(c, &k, &v, MDB_FIRST); m == 0 && rc == 0;
-         m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    for (; m == 0 && rc == 0; m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         struct view vw;
         if (view_of(&v, &vw) < 0)
             continue;
@@ -949,14 +949,8 @@ int hc_push_replay(struct hc_push *p, uint64_t seq)
             free(b);
             if (m == 0)
                 m = mdb_cursor_del(c, 0);
-            if (m == 0 && n == cap) {
-                cap = cap ? cap * 2 : 64;
-                struct qitem *t = realloc(moved, cap * sizeof(*t));
-                if (!t)
-                    m = ENOMEM;
-                else
-                    moved = t;
-            }
+            if (m == 0 && room_for(&moved, &cap, n, sizeof(*moved)) < 0)
+                m = ENOMEM;
             if (m == 0)
                 moved[n++] = (struct qitem){ now, seq_of(&k), hc_time_mono_ns(), 0,
                                              (uint32_t)ep };

@@ -86,7 +86,6 @@ struct hc_store {
     char err[256];
 };
 
-
 static const struct op *op_at(const char *p) { return (const struct op *)(const void *)p; }
 
 static size_t op_size(size_t klen, size_t vlen)
