@@ -6,6 +6,9 @@
  * Defaults are made by parsing the default text through the same code a
  * file value goes through, so the documented default and the real one can
  * never disagree.  [thresholds] is one row whose key is "any maker name".
+ * The keys of a [channel.NAME] section are rows too, flagged OPT_CHANNEL,
+ * whose offsets are into struct hc_config_channel: the functions that
+ * parse, check and print one value take the struct the field lives in.
  *
  * inih gives its handler no line number in the Debian build
  * (INI_HANDLER_LINENO 0), so the file is fed through our own line reader,
@@ -22,7 +25,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <limits.h>
 #include <math.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,31 +38,56 @@
 #include "hubcap/config.h"
 #include "hubcap/detect.h"
 #include "hubcap/error.h"
+#include "hubcap/webhook.h"
 
 enum opt_type {
-    OPT_STRING,     /* char[size]: 1..size-1 bytes */
+    OPT_STRING,     /* char[size]: a path of min..max bytes (max < size) */
+    OPT_URL,        /* char[size]: http:// or https://, min..max bytes */
+    OPT_SECRET,     /* char[size]: a whsec_ secret, or "" when min is 0 */
     OPT_IPV4,       /* char[size]: an IPv4 address literal */
     OPT_UINT,       /* unsigned in [min, max] */
+    OPT_DURATION,   /* unsigned milliseconds in [min, max], written 1h30m */
+    OPT_DURATIONS,  /* unsigned[HC_CONFIG_RETRIES_MAX], each in [min, max],
+                       then the unsigned count right after the array */
     OPT_BOOL,       /* bool */
     OPT_METERS,     /* double: finite, > 0, <= HC_THRESHOLD_MAX_M */
     OPT_LOG_LEVEL,  /* int: HC_LOG_ERROR .. HC_LOG_DEBUG, written by name */
     OPT_THRESHOLD,  /* [thresholds]: key = maker, value = meters */
 };
 
-#define OPT_POW2 0x1u   /* OPT_UINT: must also be a power of two */
+#define OPT_POW2    0x1u    /* OPT_UINT: must also be a power of two */
+#define OPT_CHANNEL 0x2u    /* a key of every [channel.NAME]: off is into
+                               struct hc_config_channel, and a row without
+                               a default is a key the channel must have */
 
 struct opt {
     const char *section;
     const char *key;            /* NULL: any key (the maker, in [thresholds]) */
     enum opt_type type;
     const char *def;            /* default, as written in a file; NULL: none */
-    size_t off, size;           /* the field in struct hc_config */
+    size_t off, size;           /* the field in struct hc_config (or channel) */
     unsigned long long min, max;
     unsigned flags;
     const char *help;           /* plain text: both --help and markdown */
 };
 
 #define FIELD(m) offsetof(struct hc_config, m), sizeof(((struct hc_config *)0)->m)
+#define CHANNEL_FIELD(m) offsetof(struct hc_config_channel, m), \
+    sizeof(((struct hc_config_channel *)0)->m)
+
+/* The section the OPT_CHANNEL rows are listed under; a file says
+ * [channel.sms] and --set says channel.sms.url=... */
+#define CHANNEL_SECTION "channel.NAME"
+
+#define SECOND_MS 1000ull
+#define MINUTE_MS (60 * SECOND_MS)
+#define HOUR_MS   (60 * MINUTE_MS)
+#define DAY_MS    (24 * HOUR_MS)
+
+/* OPT_DURATIONS keeps its count right after the array. */
+_Static_assert(offsetof(struct hc_config, n_retry) ==
+               offsetof(struct hc_config, retry_ms) + sizeof(((struct hc_config *)0)->retry_ms),
+               "n_retry must follow retry_ms");
 
 static const struct opt opts[] = {
     {"core", "data_dir", OPT_STRING, "./var/hubcap", FIELD(data_dir),
@@ -148,12 +178,80 @@ static const struct opt opts[] = {
      "front stops reading that TCP connection, so the sender is pushed back, "
      "and drops UDP datagrams, which are counted."},
 
+    {"alarm", "repeat_interval", OPT_DURATION, "10m", FIELD(repeat_interval_ms),
+     100, 30 * DAY_MS, 0,
+     "How often an alarm that is firing and not acknowledged starts a new "
+     "notification round. Each round notifies the channels in priority "
+     "order, each its channel.NAME.delay after the one before; a channel "
+     "whose turn would come after the next round has started is not reached "
+     "in that round."},
+    {"alarm", "snooze", OPT_DURATION, "2h", FIELD(snooze_ms),
+     100, 30 * DAY_MS, 0,
+     "How long the feedback \"processing\" (alarm ack ID processing) holds "
+     "an alarm's notifications; after that its rounds resume. The feedback "
+     "\"done\" (alarm ack ID done) stops them for good."},
+
+    {"push", "retry_schedule", OPT_DURATIONS, "5s,5m,30m,2h,5h,10h,10h", FIELD(retry_ms),
+     1, 30 * DAY_MS, 0,
+     "Delays before retry 1, 2, ... of a webhook that failed with a network "
+     "error (timeouts included) or an HTTP 5xx, 408 or 429 answer. Each "
+     "delay is scaled by a random factor within 1 +/- push.jitter_percent and "
+     "is never shorter than the endpoint's Retry-After. When the last retry "
+     "fails too, the message goes to the dead-letter table; so does a "
+     "message answered with any other status outside 2xx, at once (410 also "
+     "disables the channel). none: no retries."},
+    {"push", "jitter_percent", OPT_UINT, "20", FIELD(jitter_percent),
+     0, 100, 0,
+     "Random spread of each retry delay in percent: 20 makes each delay "
+     "between 0.8 and 1.2 times its push.retry_schedule entry, so that "
+     "messages that failed together are not all retried at the same moment. "
+     "0: exact delays."},
+    {"push", "connect_timeout", OPT_DURATION, "5s", FIELD(connect_timeout_ms),
+     100, 5 * MINUTE_MS, 0,
+     "Longest time to set up a connection to a channel's endpoint: name "
+     "lookup, TCP connect and TLS handshake. Running out counts as a network "
+     "error."},
+    {"push", "timeout", OPT_DURATION, "15s", FIELD(timeout_ms),
+     100, HOUR_MS, 0,
+     "Longest time one whole request may take, from connecting to the end "
+     "of the answer. Running out counts as a network error."},
+    {"push", "ca_file", OPT_STRING, "", FIELD(ca_file),
+     0, HC_CONFIG_PATH_MAX - 1, 0,
+     "PEM bundle of CA certificates used to verify HTTPS endpoints instead "
+     "of the system's trust store; empty means the system's trust store. "
+     "TLS verification is always on."},
+
     {"thresholds", NULL, OPT_THRESHOLD, NULL, FIELD(thresholds),
      0, 0, 0,
      "Drift threshold in meters of the maker named by the key, as devices "
      "report it (1 to 32 bytes, case-sensitive), e.g. acme = 35. Setting a "
      "maker again replaces its threshold; at most 256 makers. Makers not "
      "listed use detect.default_threshold_m."},
+
+    {CHANNEL_SECTION, "url", OPT_URL, NULL, CHANNEL_FIELD(url),
+     1, 512, OPT_CHANNEL,
+     "Where the channel's alarms are POSTed: an https:// URL (http:// for a "
+     "receiver on a trusted network only). Required."},
+    {CHANNEL_SECTION, "secret", OPT_SECRET, NULL, CHANNEL_FIELD(secret),
+     1, 127, OPT_CHANNEL,
+     "Signing secret shared with the receiver: whsec_ followed by the "
+     "base64 of 24 to 64 random bytes (openssl rand -base64 32 makes that "
+     "part). Required. Never shown in messages or logs."},
+    {CHANNEL_SECTION, "secret_next", OPT_SECRET, "", CHANNEL_FIELD(secret_next),
+     0, 127, OPT_CHANNEL,
+     "A second signing secret for a rotation: while it is set, every "
+     "request carries a signature made with each secret, so the receiver "
+     "can switch to the new one before it replaces secret. Empty: sign with "
+     "secret only."},
+    {CHANNEL_SECTION, "delay", OPT_DURATION, "0s", CHANNEL_FIELD(delay_ms),
+     0, 30 * DAY_MS, OPT_CHANNEL,
+     "Escalation delay: how long after the previous channel of a round "
+     "this one is notified. The first channel is notified as soon as the "
+     "round starts."},
+    {CHANNEL_SECTION, "priority", OPT_UINT, "100", CHANNEL_FIELD(priority),
+     1, 1000, OPT_CHANNEL,
+     "Place in the order of a round: lower is notified first; channels of "
+     "equal priority keep the order they were first named in."},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -171,8 +269,18 @@ static const struct section sections[] = {
      "DETECTION.md"},
     {"store", "Durability of vehicle state in the per-shard LMDB environments.", NULL},
     {"ring", "Queues between the front threads and the workers.", NULL},
+    {"alarm", "Notification rounds of a firing alarm until someone "
+     "acknowledges it.", NULL},
+    {"push", "Delivery of the channels' webhooks: retries, timeouts and TLS.", NULL},
     {"thresholds", "Per-maker drift thresholds: each key is a maker name, "
      "each value meters.", NULL},
+    {CHANNEL_SECTION, "Alarm channels, one section each, e.g. [channel.sms]; "
+     "NAME is 1 to 32 of A-Z a-z 0-9 _ -, at most 16 channels. Each channel is "
+     "an HTTPS endpoint (an SMS gateway, a voice gateway, an app-push "
+     "service) that receives alarms as Standard Webhooks signed POSTs. While "
+     "an alarm is unacknowledged, every round notifies the channels in "
+     "priority order: the first at once, each next one its delay after the "
+     "previous one. On the command line: --set channel.NAME.url=...", NULL},
 };
 
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
@@ -214,14 +322,51 @@ static const char *show(const char *v, char *buf, size_t n)
     return buf;
 }
 
+/* Duration units, largest first: what parse_duration reads and
+ * fmt_duration writes. */
+static const struct {
+    const char *name;
+    unsigned long long ms;
+} units[] = {
+    {"d", DAY_MS}, {"h", HOUR_MS}, {"m", MINUTE_MS}, {"s", SECOND_MS}, {"ms", 1},
+};
+
+#define N_UNITS (sizeof(units) / sizeof(units[0]))
+
+/* ms as a file spells it: "1h30m", "1s500ms", "0s" (loads back the same). */
+static void fmt_duration(unsigned long long ms, char *buf, size_t n)
+{
+    size_t len = 0;
+    snprintf(buf, n, "0s");
+    for (size_t i = 0; i < N_UNITS && ms > 0; i++) {
+        if (ms < units[i].ms)
+            continue;
+        int w = snprintf(buf + len, n - len, "%llu%s", ms / units[i].ms, units[i].name);
+        assert(w > 0 && (size_t)w < n - len);
+        len += (size_t)w;
+        ms %= units[i].ms;
+    }
+}
+
 /* What a value of o must be, completing "section.key must be ...". */
 static void opt_want(const struct opt *o, char *buf, size_t n)
 {
+    char lo[32], hi[32];
+    fmt_duration(o->min, lo, sizeof(lo));
+    fmt_duration(o->max, hi, sizeof(hi));
     switch (o->type) {
     case OPT_STRING:
         snprintf(buf, n, "%llu to %llu bytes, with no control characters and "
                  "no ';' at the start or after a space (INI reads a comment)",
                  o->min, o->max);
+        break;
+    case OPT_URL:
+        snprintf(buf, n, "an http:// or https:// URL of at most %llu bytes, with no "
+                 "spaces or control characters", o->max);
+        break;
+    case OPT_SECRET:
+        snprintf(buf, n, "%sa Standard Webhooks secret: whsec_ followed by base64 of "
+                 "24 to %d random bytes", o->min ? "" : "empty or ", HC_WEBHOOK_SECRET_MAX);
         break;
     case OPT_IPV4:
         snprintf(buf, n, "an IPv4 address such as 0.0.0.0 or 127.0.0.1");
@@ -229,6 +374,13 @@ static void opt_want(const struct opt *o, char *buf, size_t n)
     case OPT_UINT:
         snprintf(buf, n, "a %s from %llu to %llu",
                  o->flags & OPT_POW2 ? "power of two" : "whole number", o->min, o->max);
+        break;
+    case OPT_DURATION:
+        snprintf(buf, n, "a duration from %s to %s such as 10m, 1h30m or 500ms", lo, hi);
+        break;
+    case OPT_DURATIONS:
+        snprintf(buf, n, "none or a comma-separated list of 1 to %d durations, each "
+                 "from %s to %s, such as 5s,5m,1h30m", HC_CONFIG_RETRIES_MAX, lo, hi);
         break;
     case OPT_BOOL:
         snprintf(buf, n, "true or false (or yes/no, on/off, 1/0)");
@@ -247,9 +399,21 @@ static void opt_want(const struct opt *o, char *buf, size_t n)
 /* The range column of --help and the docs: short, same facts as opt_want. */
 static void opt_range(const struct opt *o, char *buf, size_t n)
 {
+    char lo[32], hi[32];
+    fmt_duration(o->min, lo, sizeof(lo));
+    fmt_duration(o->max, hi, sizeof(hi));
     switch (o->type) {
     case OPT_STRING:
-        snprintf(buf, n, "path, %llu to %llu bytes", o->min, o->max);
+        if (o->min == 0)
+            snprintf(buf, n, "path or empty, up to %llu bytes", o->max);
+        else
+            snprintf(buf, n, "path, %llu to %llu bytes", o->min, o->max);
+        break;
+    case OPT_URL:
+        snprintf(buf, n, "http:// or https:// URL, up to %llu bytes", o->max);
+        break;
+    case OPT_SECRET:
+        snprintf(buf, n, "%swhsec_ secret", o->min ? "" : "empty or ");
         break;
     case OPT_IPV4:
         snprintf(buf, n, "IPv4 address");
@@ -257,6 +421,12 @@ static void opt_range(const struct opt *o, char *buf, size_t n)
     case OPT_UINT:
         snprintf(buf, n, "%s%llu to %llu",
                  o->flags & OPT_POW2 ? "power of two, " : "", o->min, o->max);
+        break;
+    case OPT_DURATION:
+        snprintf(buf, n, "%s to %s", lo, hi);
+        break;
+    case OPT_DURATIONS:
+        snprintf(buf, n, "none or 1 to %d of %s to %s", HC_CONFIG_RETRIES_MAX, lo, hi);
         break;
     case OPT_BOOL:
         snprintf(buf, n, "true or false");
@@ -271,14 +441,24 @@ static void opt_range(const struct opt *o, char *buf, size_t n)
     }
 }
 
-static int bad_value(const struct opt *o, const char *key, const char *val,
-                     char *err, size_t errlen)
+/* "section.key must be <want>, not '<val>'<why>"; a secret is never quoted. */
+static int bad_value_why(const struct opt *o, const char *section, const char *key,
+                         const char *val, const char *why, char *err, size_t errlen)
 {
-    char want[200], shown[64];
+    char want[256], shown[64];
     opt_want(o, want, sizeof(want));
-    set_err(err, errlen, "%s.%s must be %s, not '%s'", o->section, key, want,
-            show(val, shown, sizeof(shown)));
+    if (o->type == OPT_SECRET)
+        set_err(err, errlen, "%s.%s must be %s", section, key, want);
+    else
+        set_err(err, errlen, "%s.%s must be %s, not '%s'%s", section, key, want,
+                show(val, shown, sizeof(shown)), why ? why : "");
     return -1;
+}
+
+static int bad_value(const struct opt *o, const char *section, const char *key,
+                     const char *val, char *err, size_t errlen)
+{
+    return bad_value_why(o, section, key, val, NULL, err, errlen);
 }
 
 /* ---- parsing one value ------------------------------------------------ */
@@ -329,11 +509,113 @@ static bool parse_bool(const char *s, bool *v)
     return false;
 }
 
+enum dur_rc { DUR_OK, DUR_BAD, DUR_NO_UNIT };
+
+/* The unit at p (rest bytes left), longest match so "ms" is not "m";
+ * its index in units[], or -1. */
+static int unit_at(const char *p, size_t rest, size_t *len)
+{
+    int best = -1;
+    *len = 0;
+    for (size_t i = 0; i < N_UNITS; i++) {
+        size_t l = strlen(units[i].name);
+        if (l <= rest && l > *len && memcmp(p, units[i].name, l) == 0)
+            best = (int)i, *len = l;
+    }
+    return best;
+}
+
+/* The len bytes at s as milliseconds: "<digits><unit>" groups, largest
+ * unit first and each at most once, so a typo like 1m1m is not summed.
+ * More than UINT_MAX is DUR_BAD; a group without a unit is DUR_NO_UNIT. */
+static enum dur_rc parse_duration(const char *s, size_t len, unsigned long long *ms)
+{
+    const char *p = s, *end = s + len;
+    unsigned long long total = 0;
+    int last = -1;
+    if (p == end)
+        return DUR_BAD;
+    while (p < end) {
+        unsigned long long v = 0;
+        if (!isdigit((unsigned char)*p))
+            return DUR_BAD;
+        for (; p < end && isdigit((unsigned char)*p); p++)
+            if ((v = v * 10 + (unsigned)(*p - '0')) > UINT_MAX)
+                return DUR_BAD;
+        size_t ulen;
+        int u = unit_at(p, (size_t)(end - p), &ulen);
+        if (u < 0)
+            return p == end ? DUR_NO_UNIT : DUR_BAD;
+        if (u <= last)
+            return DUR_BAD;
+        total += v * units[u].ms;       /* < 2^32 * 2^27: no overflow */
+        if (total > UINT_MAX)
+            return DUR_BAD;
+        last = u;
+        p += ulen;
+    }
+    *ms = total;
+    return DUR_OK;
+}
+
 static bool uint_ok(const struct opt *o, unsigned long long v)
 {
     if (v < o->min || v > o->max)
         return false;
     return !(o->flags & OPT_POW2) || (v & (v - 1)) == 0;
+}
+
+/* "none", or 1..HC_CONFIG_RETRIES_MAX durations in o's range separated by
+ * commas, with spaces around them allowed, into v[] and *n. */
+static enum dur_rc parse_durations(const struct opt *o, const char *s, unsigned *v, unsigned *n)
+{
+    *n = 0;
+    if (strcmp(s, "none") == 0)
+        return DUR_OK;
+    for (;;) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        for (; len > 0 && isblank((unsigned char)*s); len--)
+            s++;
+        while (len > 0 && isblank((unsigned char)s[len - 1]))
+            len--;
+        unsigned long long ms;
+        enum dur_rc rc = parse_duration(s, len, &ms);
+        if (rc != DUR_OK)
+            return rc;
+        if (*n == HC_CONFIG_RETRIES_MAX || !uint_ok(o, ms))
+            return DUR_BAD;
+        v[(*n)++] = (unsigned)ms;
+        if (!comma)
+            return DUR_OK;
+        s = comma + 1;
+    }
+}
+
+/* An http:// or https:// URL with a host part, no spaces or control bytes
+ * (so no INI comment either). */
+static bool url_ok(const struct opt *o, const char *v)
+{
+    size_t len = strlen(v);
+    size_t scheme = strncmp(v, "https://", 8) == 0 ? 8 : strncmp(v, "http://", 7) == 0 ? 7 : 0;
+    if (scheme == 0 || len == scheme || len < o->min || len > o->max)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (isspace((unsigned char)v[i]) || iscntrl((unsigned char)v[i]))
+            return false;
+    return true;
+}
+
+/* A secret hc_webhook_secret_parse accepts ("" too when o->min is 0). */
+static bool secret_ok(const struct opt *o, const char *v)
+{
+    size_t len = strlen(v);
+    if (len == 0 || len > o->max)
+        return len == 0 && o->min == 0;
+    struct hc_webhook_secret k;
+    int rc = hc_webhook_secret_parse(v, &k);
+    OPENSSL_cleanse(&k, sizeof(k));     /* key bytes do not linger on the stack */
+    return rc == 0;
 }
 
 /* Store a string, zero-filling the rest of the field (for memcmp). */
@@ -369,7 +651,7 @@ static int set_threshold(struct hc_config *c, const struct opt *o, const char *m
         return -1;
     }
     if (!parse_meters(val, &m))
-        return bad_value(o, maker, val, err, errlen);
+        return bad_value(o, o->section, maker, val, err, errlen);
     unsigned i;
     for (i = 0; i < c->n_thresholds; i++)
         if (strcmp(c->thresholds[i].maker, maker) == 0)
@@ -388,13 +670,16 @@ static int set_threshold(struct hc_config *c, const struct opt *o, const char *m
     return 0;
 }
 
-/* Parse val for o (key is the key as given) and store it in c; on error
- * return -1 with err and c unchanged. */
-static int opt_apply(const struct opt *o, struct hc_config *c, const char *key,
+/* Parse val for o and store it in the struct at base (struct hc_config,
+ * or struct hc_config_channel for an OPT_CHANNEL row); section and key are
+ * the names messages use.  On error return -1 with err and base unchanged. */
+static int opt_apply(const struct opt *o, void *base, const char *section, const char *key,
                      const char *val, char *err, size_t errlen)
 {
-    char *field = (char *)c + o->off;
+    char *field = (char *)base + o->off;
     unsigned long long u;
+    unsigned list[HC_CONFIG_RETRIES_MAX] = {0}, count;
+    enum dur_rc dr = DUR_BAD;
     struct in_addr a;
     double d;
     bool b;
@@ -403,27 +688,50 @@ static int opt_apply(const struct opt *o, struct hc_config *c, const char *key,
     switch (o->type) {
     case OPT_STRING:
         if (len < o->min || len > o->max || !ini_safe(val))
-            return bad_value(o, key, val, err, errlen);
+            return bad_value(o, section, key, val, err, errlen);
+        put_string(field, o->size, val);
+        return 0;
+    case OPT_URL:
+        if (!url_ok(o, val))
+            return bad_value(o, section, key, val, err, errlen);
+        put_string(field, o->size, val);
+        return 0;
+    case OPT_SECRET:
+        if (!secret_ok(o, val))
+            return bad_value(o, section, key, val, err, errlen);
         put_string(field, o->size, val);
         return 0;
     case OPT_IPV4:
         if (len >= o->size || inet_pton(AF_INET, val, &a) != 1)
-            return bad_value(o, key, val, err, errlen);
+            return bad_value(o, section, key, val, err, errlen);
         put_string(field, o->size, val);
         return 0;
     case OPT_UINT:
         if (!parse_ull(val, &u) || !uint_ok(o, u))
-            return bad_value(o, key, val, err, errlen);
+            return bad_value(o, section, key, val, err, errlen);
         *(unsigned *)(void *)field = (unsigned)u;
+        return 0;
+    case OPT_DURATION:
+        dr = parse_duration(val, len, &u);
+        if (dr != DUR_OK || !uint_ok(o, u))
+            break;
+        *(unsigned *)(void *)field = (unsigned)u;
+        return 0;
+    case OPT_DURATIONS:
+        dr = parse_durations(o, val, list, &count);
+        if (dr != DUR_OK)
+            break;
+        memcpy(field, list, sizeof(list));
+        memcpy(field + sizeof(list), &count, sizeof(count));
         return 0;
     case OPT_BOOL:
         if (!parse_bool(val, &b))
-            return bad_value(o, key, val, err, errlen);
+            return bad_value(o, section, key, val, err, errlen);
         *(bool *)(void *)field = b;
         return 0;
     case OPT_METERS:
         if (!parse_meters(val, &d))
-            return bad_value(o, key, val, err, errlen);
+            return bad_value(o, section, key, val, err, errlen);
         *(double *)(void *)field = d;
         return 0;
     case OPT_LOG_LEVEL:
@@ -433,12 +741,14 @@ static int opt_apply(const struct opt *o, struct hc_config *c, const char *key,
                 return 0;
             }
         }
-        return bad_value(o, key, val, err, errlen);
+        return bad_value(o, section, key, val, err, errlen);
     case OPT_THRESHOLD:
-        return set_threshold(c, o, key, val, err, errlen);
+        return set_threshold(base, o, key, val, err, errlen);
     }
-    assert(!"unknown option type");
-    return -1;
+    /* A bad duration; a bare number most likely means seconds or minutes. */
+    return bad_value_why(o, section, key, val,
+                         dr == DUR_NO_UNIT ? ": add a unit (ms, s, m, h or d)" : NULL,
+                         err, errlen);
 }
 
 static const struct opt *opt_find(const char *section, const char *key)
@@ -451,14 +761,9 @@ static const struct opt *opt_find(const char *section, const char *key)
     return NULL;
 }
 
-/* Find section.key and apply val: the one path every value takes. */
-static int apply(struct hc_config *c, const char *section, const char *key,
-                 const char *val, char *err, size_t errlen)
+static int unknown_key(const char *section, const char *key, char *err, size_t errlen)
 {
     char s1[64], s2[64];
-    const struct opt *o = opt_find(section, key);
-    if (o)
-        return opt_apply(o, c, key, val, err, errlen);
     if (*section == '\0')
         set_err(err, errlen, "key '%s' is outside any [section] (see hubcapd --help)",
                 show(key, s1, sizeof(s1)));
@@ -468,23 +773,115 @@ static int apply(struct hc_config *c, const char *section, const char *key,
     return -1;
 }
 
-void hc_config_defaults(struct hc_config *c)
+/* Give the fields of the rows of one struct (the OPT_CHANNEL rows, or the
+ * others) their defaults. */
+static void opt_defaults(void *base, bool channel)
 {
     char err[256];
-    memset(c, 0, sizeof(*c));
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opts[i];
         /* The table's field sizes must match the types it claims. */
         assert(o->type != OPT_UINT || o->size == sizeof(unsigned));
+        assert(o->type != OPT_DURATION || o->size == sizeof(unsigned));
+        assert(o->type != OPT_DURATION || o->max <= UINT_MAX);
+        assert(o->type != OPT_DURATIONS ||
+               o->size == HC_CONFIG_RETRIES_MAX * sizeof(unsigned));
         assert(o->type != OPT_BOOL || o->size == sizeof(bool));
         assert(o->type != OPT_METERS || o->size == sizeof(double));
         assert(o->type != OPT_LOG_LEVEL || o->size == sizeof(int));
-        if (o->def) {
-            int rc = opt_apply(o, c, o->key, o->def, err, sizeof(err));
-            assert(rc == 0);
-            (void)rc;
-        }
+        assert((o->type != OPT_STRING && o->type != OPT_URL && o->type != OPT_SECRET) ||
+               o->max < o->size);
+        bool of_channel = o->flags & OPT_CHANNEL;
+        if (!o->def || of_channel != channel)
+            continue;
+        int rc = opt_apply(o, base, o->section, o->key, o->def, err, sizeof(err));
+        assert(rc == 0);
+        (void)rc;
     }
+}
+
+void hc_config_defaults(struct hc_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    opt_defaults(c, false);
+}
+
+/* A channel name: what hc_config_write can put in "[channel.NAME]" and
+ * --set can tell from the key after it. */
+static bool channel_name_ok(const char *name)
+{
+    size_t len = strlen(name);
+    return len >= 1 && len <= HC_CONFIG_CHANNEL_NAME_MAX &&
+           strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                        "0123456789_-") == len;
+}
+
+/* Apply key = val to channel name, adding the channel (with the defaults
+ * of the channel rows) if it is new; the one path of a file's
+ * [channel.NAME] and of --set channel.NAME.key. */
+static int set_channel(struct hc_config *c, const char *name, const char *key,
+                       const char *val, char *err, size_t errlen)
+{
+    char shown[64], section[64];
+    struct hc_config_channel ch;
+
+    if (!channel_name_ok(name)) {
+        set_err(err, errlen, "channel name '%s' must be 1 to %d of A-Z a-z 0-9 _ -",
+                show(name, shown, sizeof(shown)), HC_CONFIG_CHANNEL_NAME_MAX);
+        return -1;
+    }
+    snprintf(section, sizeof(section), "channel.%s", name);
+    const struct opt *o = opt_find(CHANNEL_SECTION, key);
+    if (!o)
+        return unknown_key(section, key, err, errlen);
+    unsigned i;
+    for (i = 0; i < c->n_channels; i++)
+        if (strcmp(c->channels[i].name, name) == 0)
+            break;
+    if (i == HC_CONFIG_CHANNELS_MAX) {
+        set_err(err, errlen, "%s: at most %d channels can be named", section,
+                HC_CONFIG_CHANNELS_MAX);
+        return -1;
+    }
+    if (i < c->n_channels) {
+        memcpy(&ch, &c->channels[i], sizeof(ch));
+    } else {
+        memset(&ch, 0, sizeof(ch));
+        put_string(ch.name, sizeof(ch.name), name);
+        opt_defaults(&ch, true);
+    }
+    int rc = opt_apply(o, &ch, section, key, val, err, errlen);
+    if (rc == 0) {
+        memcpy(&c->channels[i], &ch, sizeof(ch));
+        c->n_channels += i == c->n_channels;
+    }
+    OPENSSL_cleanse(&ch, sizeof(ch));   /* it may hold a secret */
+    return rc;
+}
+
+/* Find section.key and apply val: the one path every value takes.  A
+ * file's [channel.sms] url = ... arrives as section "channel.sms", key
+ * "url"; --set channel.sms.url=... as section "channel", key "sms.url". */
+static int apply(struct hc_config *c, const char *section, const char *key,
+                 const char *val, char *err, size_t errlen)
+{
+    if (strncmp(section, "channel.", 8) == 0)
+        return set_channel(c, section + 8, key, val, err, errlen);
+    const char *dot = strchr(key, '.');
+    if (strcmp(section, "channel") == 0 && dot) {
+        char *name = strndup(key, (size_t)(dot - key));
+        if (!name) {
+            set_err(err, errlen, "%s", strerror(ENOMEM));
+            return -1;
+        }
+        int rc = set_channel(c, name, dot + 1, val, err, errlen);
+        free(name);
+        return rc;
+    }
+    const struct opt *o = opt_find(section, key);
+    if (o)
+        return opt_apply(o, c, section, key, val, err, errlen);
+    return unknown_key(section, key, err, errlen);
 }
 
 /* ---- files ------------------------------------------------------------ */
@@ -619,12 +1016,158 @@ out:
     return rc;
 }
 
+/* ---- one value as text ------------------------------------------------ */
+
+/* Shortest decimal that reads back as exactly m. */
+static void fmt_double(double m, char *buf, size_t n)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, m);
+        if (strtod(buf, NULL) == m)
+            return;
+    }
+}
+
+/* The value of o in the struct at base as a file would spell it (not for
+ * OPT_THRESHOLD).  n must hold any value of o: HC_CONFIG_PATH_MAX does. */
+static void opt_format(const struct opt *o, const void *base, char *buf, size_t n)
+{
+    const char *field = (const char *)base + o->off;
+    const unsigned *u = (const void *)field;
+    switch (o->type) {
+    case OPT_STRING:
+    case OPT_URL:
+    case OPT_SECRET:
+    case OPT_IPV4:
+        snprintf(buf, n, "%s", field);
+        break;
+    case OPT_UINT:
+        snprintf(buf, n, "%u", *u);
+        break;
+    case OPT_DURATION:
+        fmt_duration(*u, buf, n);
+        break;
+    case OPT_DURATIONS: {
+        unsigned count = u[HC_CONFIG_RETRIES_MAX];
+        size_t len = 0;
+        snprintf(buf, n, "none");
+        for (unsigned k = 0; k < count && k < HC_CONFIG_RETRIES_MAX; k++) {
+            if (k > 0)
+                buf[len++] = ',';
+            assert(n - len > 32);
+            fmt_duration(u[k], buf + len, n - len);
+            len += strlen(buf + len);
+        }
+        break;
+    }
+    case OPT_BOOL:
+        snprintf(buf, n, "%s", *(const bool *)(const void *)field ? "true" : "false");
+        break;
+    case OPT_METERS:
+        fmt_double(*(const double *)(const void *)field, buf, n);
+        break;
+    case OPT_LOG_LEVEL:
+        snprintf(buf, n, "%s", hc_log_level_name(*(const int *)(const void *)field));
+        break;
+    case OPT_THRESHOLD:
+        assert(!"thresholds have no single value");
+        buf[0] = '\0';
+        break;
+    }
+}
+
 /* ---- finish ----------------------------------------------------------- */
 
 static int online_cores(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > 4096 ? 4096 : (int)n;
+}
+
+/* The numeric range of o again in the struct at base, for a field a caller
+ * may have written directly; the other types are only ever stored by
+ * opt_apply, which checked them. */
+static int opt_check(const struct opt *o, const void *base, const char *section,
+                     const char *key, char *err, size_t errlen)
+{
+    const char *field = (const char *)base + o->off;
+    const unsigned *u = (const void *)field;
+    char value[HC_CONFIG_RETRIES_MAX * 24];
+    switch (o->type) {
+    case OPT_UINT:
+    case OPT_DURATION:
+        if (uint_ok(o, *u))
+            return 0;
+        break;
+    case OPT_DURATIONS: {
+        unsigned n = u[HC_CONFIG_RETRIES_MAX], k = 0;
+        if (n > HC_CONFIG_RETRIES_MAX) {        /* too many to format */
+            snprintf(value, sizeof(value), "%u entries", n);
+            return bad_value(o, section, key, value, err, errlen);
+        }
+        while (k < n && uint_ok(o, u[k]))
+            k++;
+        if (k == n)
+            return 0;
+        break;
+    }
+    case OPT_LOG_LEVEL: {
+        int v = *(const int *)(const void *)field;
+        if (v >= HC_LOG_ERROR && v <= HC_LOG_DEBUG)
+            return 0;
+        snprintf(value, sizeof(value), "%d", v);   /* by number: its name is "unknown" */
+        return bad_value(o, section, key, value, err, errlen);
+    }
+    default:
+        return 0;
+    }
+    opt_format(o, base, value, sizeof(value));
+    return bad_value(o, section, key, value, err, errlen);
+}
+
+/* Every channel's ranges and required keys (the rows without a default). */
+static int check_channels(const struct hc_config *c, char *err, size_t errlen)
+{
+    char section[64];
+    if (c->n_channels > HC_CONFIG_CHANNELS_MAX) {
+        set_err(err, errlen, "%u channels: at most %d can be named", c->n_channels,
+                HC_CONFIG_CHANNELS_MAX);
+        return -1;
+    }
+    for (unsigned i = 0; i < c->n_channels; i++) {
+        const struct hc_config_channel *ch = &c->channels[i];
+        snprintf(section, sizeof(section), "channel.%.*s", HC_CONFIG_CHANNEL_NAME_MAX,
+                 ch->name);
+        for (size_t k = 0; k < N_OPTS; k++) {
+            const struct opt *o = &opts[k];
+            if (!(o->flags & OPT_CHANNEL))
+                continue;
+            if (opt_check(o, ch, section, o->key, err, errlen) < 0)
+                return -1;
+            if (!o->def && ((const char *)ch)[o->off] == '\0') {
+                set_err(err, errlen, "%s has no %s (set %s.%s)", section, o->key,
+                        section, o->key);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* By priority, stable: channels of equal priority keep the order they were
+ * first named in (insertion sort; memcpy keeps the padding for memcmp). */
+static void sort_channels(struct hc_config *c)
+{
+    struct hc_config_channel t;
+    for (unsigned i = 1; i < c->n_channels; i++) {
+        unsigned j = i;
+        while (j > 0 && c->channels[j - 1].priority > c->channels[i].priority)
+            j--;
+        memcpy(&t, &c->channels[i], sizeof(t));
+        memmove(&c->channels[j + 1], &c->channels[j], (i - j) * sizeof(t));
+        memcpy(&c->channels[j], &t, sizeof(t));
+    }
+    OPENSSL_cleanse(&t, sizeof(t));
 }
 
 int hc_config_finish(struct hc_config *c, char *err, size_t errlen)
@@ -634,21 +1177,11 @@ int hc_config_finish(struct hc_config *c, char *err, size_t errlen)
     /* Every range again: a caller may have written a field directly. */
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opts[i];
-        const char *field = (const char *)c + o->off;
-        if (o->type == OPT_UINT) {
-            unsigned v = *(const unsigned *)(const void *)field;
-            if (!uint_ok(o, v)) {
-                snprintf(value, sizeof(value), "%u", v);
-                return bad_value(o, o->key, value, err, errlen);
-            }
-        } else if (o->type == OPT_LOG_LEVEL) {
-            int v = *(const int *)(const void *)field;
-            if (v < HC_LOG_ERROR || v > HC_LOG_DEBUG) {
-                snprintf(value, sizeof(value), "%d", v);
-                return bad_value(o, o->key, value, err, errlen);
-            }
-        }
+        if (!(o->flags & OPT_CHANNEL) && opt_check(o, c, o->section, o->key, err, errlen) < 0)
+            return -1;
     }
+    if (check_channels(c, err, errlen) < 0)
+        return -1;
 
     unsigned workers = c->workers;
     if (workers == 0) {
@@ -664,7 +1197,7 @@ int hc_config_finish(struct hc_config *c, char *err, size_t errlen)
     int rc = hc_detect_config_check(&d);
     if (rc == HC_ETHRESHOLD) {
         snprintf(value, sizeof(value), "%g", d.default_threshold_m);
-        return bad_value(opt_find("detect", "default_threshold_m"),
+        return bad_value(opt_find("detect", "default_threshold_m"), "detect",
                          "default_threshold_m", value, err, errlen);
     }
     if (rc < 0 && d.n1 > d.window) {
@@ -686,6 +1219,7 @@ int hc_config_finish(struct hc_config *c, char *err, size_t errlen)
             return -1;
         }
     }
+    sort_channels(c);
     c->workers = workers;
     c->n2 = d.n2;
     return 0;
@@ -693,63 +1227,43 @@ int hc_config_finish(struct hc_config *c, char *err, size_t errlen)
 
 /* ---- output ----------------------------------------------------------- */
 
-/* Shortest decimal that reads back as exactly m. */
-static void fmt_double(double m, char *buf, size_t n)
+/* The "key = value" lines of the rows of section, from the struct at base. */
+static void write_keys(FILE *f, const char *section, const void *base)
 {
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(buf, n, "%.*g", prec, m);
-        if (strtod(buf, NULL) == m)
-            return;
-    }
-}
-
-/* The value of o in c as a file would spell it (not for OPT_THRESHOLD). */
-static void opt_format(const struct opt *o, const struct hc_config *c, char *buf, size_t n)
-{
-    const char *field = (const char *)c + o->off;
-    switch (o->type) {
-    case OPT_STRING:
-    case OPT_IPV4:
-        snprintf(buf, n, "%s", field);
-        break;
-    case OPT_UINT:
-        snprintf(buf, n, "%u", *(const unsigned *)(const void *)field);
-        break;
-    case OPT_BOOL:
-        snprintf(buf, n, "%s", *(const bool *)(const void *)field ? "true" : "false");
-        break;
-    case OPT_METERS:
-        fmt_double(*(const double *)(const void *)field, buf, n);
-        break;
-    case OPT_LOG_LEVEL:
-        snprintf(buf, n, "%s", hc_log_level_name(*(const int *)(const void *)field));
-        break;
-    case OPT_THRESHOLD:
-        assert(!"thresholds have no single value");
-        buf[0] = '\0';
-        break;
+    char buf[HC_CONFIG_PATH_MAX];
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+        if (strcmp(o->section, section) != 0)
+            continue;
+        if (o->type == OPT_THRESHOLD) {
+            const struct hc_config *c = base;
+            for (unsigned t = 0; t < c->n_thresholds; t++) {
+                fmt_double(c->thresholds[t].meters, buf, sizeof(buf));
+                fprintf(f, "%s = %s\n", c->thresholds[t].maker, buf);
+            }
+            continue;
+        }
+        opt_format(o, base, buf, sizeof(buf));
+        /* A required channel key not set yet: "url = " would not load. */
+        if (buf[0] == '\0' && o->min > 0)
+            continue;
+        fprintf(f, "%s = %s\n", o->key, buf);
     }
 }
 
 void hc_config_write(const struct hc_config *c, FILE *f)
 {
-    char buf[HC_CONFIG_PATH_MAX];
     fprintf(f, "; hubcapd configuration (see docs/CONFIG.md)\n");
     for (size_t s = 0; s < N_SECTIONS; s++) {
-        fprintf(f, "\n[%s]\n", sections[s].name);
-        for (size_t i = 0; i < N_OPTS; i++) {
-            const struct opt *o = &opts[i];
-            if (strcmp(o->section, sections[s].name) != 0)
-                continue;
-            if (o->type == OPT_THRESHOLD) {
-                for (unsigned t = 0; t < c->n_thresholds; t++) {
-                    fmt_double(c->thresholds[t].meters, buf, sizeof(buf));
-                    fprintf(f, "%s = %s\n", c->thresholds[t].maker, buf);
-                }
-                continue;
-            }
-            opt_format(o, c, buf, sizeof(buf));
-            fprintf(f, "%s = %s\n", o->key, buf);
+        const char *name = sections[s].name;
+        if (strcmp(name, CHANNEL_SECTION) != 0) {
+            fprintf(f, "\n[%s]\n", name);
+            write_keys(f, name, c);
+            continue;
+        }
+        for (unsigned i = 0; i < c->n_channels; i++) {
+            fprintf(f, "\n[channel.%s]\n", c->channels[i].name);
+            write_keys(f, name, &c->channels[i]);
         }
     }
 }
@@ -787,10 +1301,11 @@ void hc_config_help(FILE *f)
     char name[64], range[128];
     fprintf(f, "Configuration keys. In a --config FILE, write 'key = value' lines under a\n"
                "[section] line; on the command line, --set section.key=value (repeatable,\n"
-               "applied after the file). Precedence: defaults < file < --set.\n");
+               "applied after the file). Precedence: defaults < file < --set.\n"
+               "Durations take units: 500ms, 30s, 10m, 1h30m, 2d.\n");
     for (size_t s = 0; s < N_SECTIONS; s++) {
         const struct section *sec = &sections[s];
-        char doc[256];
+        char doc[1024];
         snprintf(doc, sizeof(doc), "%s%s%s%s", sec->doc, sec->link ? " See docs/" : "",
                  sec->link ? sec->link : "", sec->link ? "." : "");
         fprintf(f, "\n[%s]\n", sec->name);
@@ -801,10 +1316,12 @@ void hc_config_help(FILE *f)
                 continue;
             opt_name(o, name, sizeof(name));
             opt_range(o, range, sizeof(range));
-            if (o->def)
-                fprintf(f, "  %s (default %s; %s)\n", name, o->def, range);
-            else
-                fprintf(f, "  %s (no default; %s)\n", name, range);
+            int w = fprintf(f, "  %s (%s%s;", name,
+                            !o->def ? "no default" : *o->def ? "default " : "default empty",
+                            o->def ? o->def : "");
+            /* A long default pushes the range to a line of its own. */
+            fprintf(f, "%s%s)\n", w + 1 + (int)strlen(range) + 1 > 79 ? "\n      " : " ",
+                    range);
             wrap(f, o->help, 6, 79);
         }
     }
@@ -843,9 +1360,31 @@ static const char example_ini[] =
     "commit_interval_ms = 10\n"
     "sync_interval_ms = 1000\n"
     "\n"
+    "[alarm]\n"
+    "repeat_interval = 10m\n"
+    "snooze = 2h\n"
+    "\n"
+    "[push]\n"
+    "retry_schedule = 5s, 5m, 30m, 2h, 5h, 10h, 10h\n"
+    "timeout = 15s\n"
+    "\n"
     "[thresholds]\n"
     "acme = 35\n"
-    "globex = 62.5\n";
+    "globex = 62.5\n"
+    "\n"
+    "; Notified in priority order: the app at once, SMS 5 minutes later.\n"
+    "; Make your own secrets: echo whsec_$(openssl rand -base64 32)\n"
+    "[channel.app]\n"
+    "url = https://push.example.com/hooks/hubcap\n"
+    "secret = whsec_NThZPAKExXq+1pp335Nh5zm8kZdWLbDD\n"
+    "priority = 1\n"
+    "delay = 0s\n"
+    "\n"
+    "[channel.sms]\n"
+    "url = https://sms.example.com/hooks/hubcap\n"
+    "secret = whsec_ZigqB0D675fT6VKaXdtH9pAGZVs9AaiN\n"
+    "priority = 2\n"
+    "delay = 5m\n";
 
 void hc_config_markdown(FILE *f)
 {
@@ -862,9 +1401,9 @@ void hc_config_markdown(FILE *f)
         "\n"
         "1. The defaults listed below.\n"
         "2. An INI file: `hubcapd --config FILE`.\n"
-        "3. `--set section.key=value`, for example `--set msgpack.port=0` or\n"
-        "   `--set thresholds.acme=35`. It may be repeated; the assignments are\n"
-        "   applied after the file, in order.\n"
+        "3. `--set section.key=value`, for example `--set msgpack.port=0`,\n"
+        "   `--set thresholds.acme=35` or `--set channel.sms.delay=5m`. It may be\n"
+        "   repeated; the assignments are applied after the file, in order.\n"
         "\n"
         "`--data-dir DIR` is the same as `--set core.data_dir=DIR`.\n"
         "`hubcapd --help` lists every key with its default and range.\n"
@@ -881,18 +1420,28 @@ void hc_config_markdown(FILE *f)
         "\n"
         "- A `[section]` line starts a section. The keys below it are written\n"
         "  without the section prefix: `window = 16` under `[detect]` is\n"
-        "  `--set detect.window=16` on the command line.\n"
+        "  `--set detect.window=16` on the command line. A channel's section\n"
+        "  is `[channel.NAME]`: `url = ...` under `[channel.sms]` is\n"
+        "  `--set channel.sms.url=...`.\n"
         "- Indentation and spaces around keys and values are ignored; there are\n"
         "  no continuation lines. A line starting with `;` or `#` is a comment,\n"
         "  and so is the rest of a line from a `;` that follows a space.\n"
         "- Whole numbers are decimal digits only. Meters may have a fraction or\n"
         "  an exponent (`62.5`, `1e3`). Booleans are `true`/`false`, `yes`/`no`,\n"
-        "  `on`/`off` or `1`/`0`. Log levels and booleans ignore case; keys and\n"
-        "  maker names do not.\n"
+        "  `on`/`off` or `1`/`0`. Log levels and booleans ignore case; keys,\n"
+        "  maker names, channel names and duration units do not.\n"
+        "- Durations are one or more whole numbers, each with a unit: `ms`, `s`,\n"
+        "  `m` (minutes), `h` or `d`, largest unit first and each at most once,\n"
+        "  with nothing between them: `500ms`, `30s`, `10m`, `1h30m`, `0s`. A\n"
+        "  number without a unit is refused.\n"
+        "- A list is its entries separated by commas, with spaces around them\n"
+        "  allowed (`5s, 5m, 30m`), or `none` for no entries.\n"
         "- A key given twice keeps its last value. In `[thresholds]`, setting a\n"
-        "  maker again replaces its threshold.\n"
+        "  maker again replaces its threshold. A `[channel.NAME]` section given\n"
+        "  twice, or with `--set`, sets more keys of the same channel.\n"
         "- A line holds at most %d bytes (the limit of the inih parser). Give a\n"
-        "  longer `data_dir` with `--data-dir` or `--set`.\n"
+        "  longer `data_dir`, `ca_file` or `url` with `--set` (`--data-dir` for\n"
+        "  `data_dir`).\n"
         "\n"
         "## Example\n"
         "\n"
@@ -914,9 +1463,13 @@ void hc_config_markdown(FILE *f)
                 continue;
             opt_range(o, range, sizeof(range));
             if (o->key)
-                fprintf(f, "| `%s` | `%s` | ", o->key, o->def);
+                fprintf(f, "| `%s` | ", o->key);
             else
-                fprintf(f, "| *maker name* | none | ");
+                fprintf(f, "| *maker name* | ");
+            if (!o->def || !*o->def)
+                fprintf(f, "%s | ", o->def ? "empty" : "none");
+            else
+                fprintf(f, "`%s` | ", o->def);
             md_cell(f, range);
             fprintf(f, " | ");
             md_cell(f, o->help);

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -27,11 +28,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hubcap/alarmjson.h"
 #include "hubcap/config.h"
 #include "hubcap/ctl.h"
 #include "hubcap/error.h"
 #include "hubcap/front.h"
 #include "hubcap/log.h"
+#include "hubcap/notify.h"
+#include "hubcap/push.h"
+#include "hubcap/store.h"
 #include "hubcap/timefmt.h"
 #include "hubcap/worker.h"
 
@@ -47,7 +52,10 @@ struct daemon {
     struct hc_front front;
     int front_done;
     int alarm_fd, lock_fd;
+    struct hc_push *push;
+    struct hc_notify *notify;
     struct hc_ctl ctl;
+    char ctl_error[256];            /* the last refusal's text (main thread) */
     uint64_t started_ms;
     char ready_path[4200];
 };
@@ -182,17 +190,115 @@ static json_t *stats_json(struct daemon *d)
     F(rejected); F(bytes); F(paused); F(udp_datagrams); F(udp_dropped); F(udp_malformed);
     F(lost);
 #undef F
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+    struct hc_notify_stats ns;
+    struct hc_push_stats ps;
+    hc_notify_stats(d->notify, &ns);
+    if (hc_push_stats(d->push, &ps) < 0)
+        memset(&ps, 0, sizeof(ps));
+    json_t *notify = json_object(), *push = json_object();
+#define N(name) json_object_set_new(notify, #name, json_integer((json_int_t)ns.name))
+    N(raised); N(rounds); N(messages); N(acks); N(firing); N(processing); N(done); N(errors);
+#undef N
+#define P(name) json_object_set_new(push, #name, json_integer((json_int_t)ps.name))
+    P(submitted); P(delivered); P(attempts); P(retries); P(dead); P(replayed); P(cancelled);
+    P(pending); P(dead_now); P(inflight); P(disabled);
+#undef P
+    json_object_set_new(push, "latency_p50_ms", json_real(ps.latency_p50_ms));
+    json_object_set_new(push, "latency_p99_ms", json_real(ps.latency_p99_ms));
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o}",
                      "reports", (json_int_t)reports, "alarms", (json_int_t)alarms,
                      "vehicles", (json_int_t)vehicles, "persisted", (json_int_t)persisted,
                      "stale", (json_int_t)stale, "rejected", (json_int_t)(rejected + fs.rejected),
-                     "front", front, "workers", workers);
+                     "front", front, "workers", workers, "notify", notify, "push", push);
+}
+
+static json_t *alarm_json(const struct hc_notify_alarm *a)
+{
+    char raised[HC_TIME_LEN], updated[HC_TIME_LEN], next[HC_TIME_LEN];
+    json_t *body = json_loadb(a->body, a->len, 0, NULL);
+    json_t *data = json_object_get(body, "data");
+    json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:s?}", "id", a->id,
+                          "state", hc_alarm_state_name(a->state), "round", (int)a->round,
+                          "sent", (int)a->sent, "raised", hc_time_format(a->raised_ms, 1, raised),
+                          "updated", hc_time_format(a->updated_ms, 1, updated),
+                          "next", a->next_ms ? hc_time_format(a->next_ms, 1, next) : NULL);
+    if (j && json_is_object(data)) {        /* what it is about, as raised */
+        json_object_set(j, "vid", json_object_get(data, "vid"));
+        json_object_set(j, "maker", json_object_get(data, "maker"));
+        json_object_set(j, "alarm", body);
+    }
+    json_decref(body);
+    return j;
+}
+
+struct alarm_list {
+    json_t *arr;
+    int state;                      /* -1: any */
+};
+
+static int list_one(void *ctx, const struct hc_notify_alarm *a)
+{
+    struct alarm_list *l = ctx;
+    if (l->state < 0 || l->state == a->state)
+        json_array_append_new(l->arr, alarm_json(a));
+    return 0;
+}
+
+static int show_one(void *ctx, const struct hc_notify_alarm *a)
+{
+    *(json_t **)ctx = alarm_json(a);
+    return 0;
+}
+
+/* "alarm.list" [state], "alarm.show" id, "alarm.ack" id state. */
+static json_t *alarm_command(struct daemon *d, const char *cmd, json_t *req, const char **error)
+{
+    const char *id = json_string_value(json_object_get(req, "id"));
+    const char *st = json_string_value(json_object_get(req, "state"));
+    int state = st ? hc_alarm_state_parse(st) : -1;
+    if (st && state < 0) {
+        *error = "state must be firing, processing or done";
+        return NULL;
+    }
+    if (strcmp(cmd, "alarm.list") == 0) {
+        struct alarm_list l = { json_array(), state };
+        if (hc_notify_list(d->notify, list_one, &l) < 0) {
+            json_decref(l.arr);
+            *error = "cannot read the alarms (see the daemon's log)";
+            return NULL;
+        }
+        return json_pack("{s:o}", "alarms", l.arr);
+    }
+    if (!id) {
+        *error = "missing \"id\": the alarm id, e.g. \"0-17\"";
+        return NULL;
+    }
+    if (strcmp(cmd, "alarm.show") == 0) {
+        json_t *a = NULL;
+        if (hc_notify_get(d->notify, id, show_one, &a) < 0) {
+            snprintf(d->ctl_error, sizeof(d->ctl_error), "no alarm %.40s", id);
+            *error = d->ctl_error;
+            return NULL;
+        }
+        return json_pack("{s:o}", "alarm", a);
+    }
+    if (state != HC_ALARM_PROCESSING && state != HC_ALARM_DONE) {
+        *error = "\"state\" must be processing or done";
+        return NULL;
+    }
+    if (hc_notify_ack(d->notify, id, state, d->ctl_error, sizeof(d->ctl_error)) < 0) {
+        *error = d->ctl_error;
+        return NULL;
+    }
+    return json_pack("{s:s}", "message", d->ctl_error);
 }
 
 static json_t *on_command(void *ctx, const char *cmd, json_t *req, const char **error)
 {
     struct daemon *d = ctx;
-    (void)req;
+    if (strcmp(cmd, "alarm.list") == 0 || strcmp(cmd, "alarm.show") == 0 ||
+        strcmp(cmd, "alarm.ack") == 0)
+        return alarm_command(d, cmd, req, error);
     if (strcmp(cmd, "stats") == 0)
         return json_pack("{s:o}", "stats", stats_json(d));
     if (strcmp(cmd, "status") == 0)
@@ -201,7 +307,7 @@ static json_t *on_command(void *ctx, const char *cmd, json_t *req, const char **
                          "uptime_ms", (json_int_t)(hc_time_now_ms() - (int64_t)d->started_ms),
                          "workers", (int)d->nworkers, "msgpack_tcp", (int)d->front.tcp_port,
                          "msgpack_udp", (int)d->front.udp_port, "data_dir", d->cfg.data_dir);
-    *error = "unknown command (try: status, stats)";
+    *error = "unknown command (try: status, stats, alarm.list, alarm.show, alarm.ack)";
     return NULL;
 }
 
@@ -238,6 +344,86 @@ static void raise_fd_limit(const struct hc_config *cfg)
         hc_warn("main", "open-file limit %llu is below msgpack.max_connections (%u) plus"
                 " hubcapd's own files; raise it (ulimit -n) or lower max_connections",
                 (unsigned long long)rl.rlim_cur, cfg->max_connections);
+}
+
+struct catch_up {
+    struct hc_notify *notify;
+    unsigned shard;
+    uint64_t n;
+};
+
+static int hand_over(void *ctx, uint64_t id, const void *val, size_t len)
+{
+    struct catch_up *c = ctx;
+    char text[HC_ALARM_ID_LEN];
+    hc_alarm_id_format(c->shard, id & ((1ull << 48) - 1), text);
+    c->n++;
+    return hc_notify_raise(c->notify, c->shard, id, text, val, len);
+}
+
+/* The outbox, its pusher and the notifier, with the channels of the
+ * configuration; then every alarm a shard committed that the notifier has
+ * not taken in yet (a crash between the two) is handed over, in order. */
+static int open_delivery(struct daemon *d)
+{
+    const struct hc_config *c = &d->cfg;
+    struct hc_push_endpoint eps[HC_CONFIG_CHANNELS_MAX];
+    struct hc_notify_channel chans[HC_CONFIG_CHANNELS_MAX];
+    char dir[HC_CONFIG_PATH_MAX + 16];
+    memset(eps, 0, sizeof(eps));
+    for (unsigned i = 0; i < c->n_channels; i++) {
+        const struct hc_config_channel *ch = &c->channels[i];
+        snprintf(eps[i].name, sizeof(eps[i].name), "%s", ch->name);
+        snprintf(eps[i].url, sizeof(eps[i].url), "%s", ch->url);
+        /* The configuration checked both secrets already. */
+        eps[i].n_secrets = hc_webhook_secret_parse(ch->secret, &eps[i].secrets[0]) == 0;
+        if (ch->secret_next[0] &&
+            hc_webhook_secret_parse(ch->secret_next, &eps[i].secrets[eps[i].n_secrets]) == 0)
+            eps[i].n_secrets++;
+        chans[i] = (struct hc_notify_channel){ eps[i].name, ch->delay_ms };
+    }
+    snprintf(dir, sizeof(dir), "%s/outbox", c->data_dir);
+    struct hc_push_options po = {
+        .dir = dir, .endpoints = eps, .n_endpoints = c->n_channels,
+        .retry_ms = c->retry_ms, .n_retry = c->n_retry,
+        .jitter = c->jitter_percent / 100.0,
+        .connect_timeout_ms = c->connect_timeout_ms, .timeout_ms = c->timeout_ms,
+        .ca_file = c->ca_file[0] ? c->ca_file : NULL,
+    };
+    int rc = hc_push_open(&d->push, &po);
+    if (rc < 0)
+        return rc;
+    struct hc_notify_options no = {
+        .push = d->push, .channels = chans, .n_channels = c->n_channels,
+        .repeat_ms = c->repeat_interval_ms, .snooze_ms = c->snooze_ms, .shards = d->nworkers,
+    };
+    rc = hc_notify_open(&d->notify, &no);
+    if (rc < 0)
+        return rc;
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        struct catch_up cu = { d->notify, i, 0 };
+        rc = hc_store_each_alarm(d->workers[i].store, hc_notify_mark(d->notify, i) + 1,
+                                 hand_over, &cu);
+        if (rc < 0) {
+            hc_error("main", "handing shard %u's alarms to the notifier: %s", i,
+                     hc_strerror(rc));
+            return rc;
+        }
+        if (cu.n)
+            hc_info("main", "shard %u: %" PRIu64 " alarms committed before the last stop"
+                    " handed to the notifier", i, cu.n);
+        d->workers[i].notify = d->notify;
+    }
+    if (c->n_channels == 0)
+        hc_warn("main", "no alarm channels configured: alarms are kept, listed and"
+                " acknowledged, and written to alarms.log, but sent nowhere (add a"
+                " [channel.NAME] section, see docs/CONFIG.md)");
+    else
+        for (unsigned i = 0; i < c->n_channels; i++)
+            hc_info("main", "alarm channel %u: %s -> %s (after %.1f s)", i + 1,
+                    c->channels[i].name, c->channels[i].url,
+                    (double)c->channels[i].delay_ms / 1000.0);
+    return 0;
 }
 
 /* A vehicle lives in shard hc_hash(vid) % workers, so a data dir must be
@@ -322,6 +508,9 @@ static int start(struct daemon *d)
     uint64_t restored = 0;
     for (unsigned i = 0; i < d->nworkers; i++)
         restored += d->workers[i].restored;
+    rc = open_delivery(d);
+    if (rc < 0)
+        return rc;
     rc = hc_front_open(&d->front, &d->cfg, d->ring_ptrs, d->wake_ptrs, d->nworkers,
                        &d->front_done);
     if (rc < 0)
@@ -334,6 +523,9 @@ static int start(struct daemon *d)
         hc_error("main", "cannot open control socket %s: %s", path, strerror(-rc));
         return rc;
     }
+    rc = hc_push_start(d->push);
+    if (rc == 0)
+        rc = hc_notify_start(d->notify);
     for (unsigned i = 0; i < d->nworkers && rc == 0; i++)
         rc = hc_worker_start(&d->workers[i]);
     if (rc == 0)
@@ -356,6 +548,11 @@ static void stop(struct daemon *d)
     hc_front_join(&d->front);
     for (unsigned i = 0; i < d->nworkers; i++)
         hc_worker_join(&d->workers[i]);
+    /* Alarms the notifier had not taken in are still in their shards, and
+     * messages not yet delivered are in the outbox: both go on at the next
+     * start. */
+    hc_notify_stop(d->notify);
+    hc_push_stop(d->push);
 }
 
 /* The counters the periodic log line reports, summed over threads. */
@@ -469,6 +666,8 @@ int main(int argc, char **argv)
     unlink(d.ready_path);
     hc_ctl_close(&d.ctl);
     hc_front_close(&d.front);
+    hc_notify_close(d.notify);
+    hc_push_close(d.push);
     for (unsigned i = 0; i < d.nworkers; i++) {
         hc_worker_close(&d.workers[i]);
         hc_ring_free(&d.rings[i]);

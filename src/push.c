@@ -33,6 +33,7 @@
 #define REC_MAGIC 0x31504348u       /* "HCP1" */
 #define LATENCY_KEEP 8192           /* recent deliveries the percentiles use */
 #define IDLE_POLL_MS 1000
+#define NEXT_SEQ_KEY "next_seq"
 
 static const uint32_t default_retry_ms[] = {
     5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000,
@@ -89,7 +90,7 @@ struct op {
 
 struct hc_push {
     MDB_env *env;
-    MDB_dbi outbox, dead, endpoints;
+    MDB_dbi outbox, dead, endpoints, meta;
     struct ep eps[HC_PUSH_ENDPOINTS_MAX];
     unsigned n_eps;
     uint32_t retry_ms[HC_PUSH_RETRIES_MAX];
@@ -110,6 +111,7 @@ struct hc_push {
     struct qitem *inbox;
     size_t inbox_n, inbox_cap;
     uint64_t next_seq;
+    uint64_t cancelling;    /* withdrawn in the write transaction under way */
     struct hc_push_stats st;
     double *lat;            /* ring of LATENCY_KEEP */
     uint64_t lat_n;
@@ -122,13 +124,7 @@ static int mdb_rc(int rc, const char *what)
     if (rc == 0)
         return 0;
     hc_error("push", "outbox %s: %s", what, mdb_strerror(rc));
-    if (rc > 0)
-        return -rc;
-    if (rc == MDB_NOTFOUND)
-        return -ENOENT;
-    if (rc == MDB_MAP_FULL)
-        return -ENOSPC;
-    return HC_ESTORE;
+    return hc_store_mdb_error(rc);
 }
 
 static void key_of(uint64_t seq, unsigned char k[8])
@@ -739,7 +735,7 @@ int hc_push_open(struct hc_push **out, const struct hc_push_options *o)
     MDB_txn *txn = NULL;
     int m = mdb_env_create(&p->env);
     if (m == 0)
-        m = mdb_env_set_maxdbs(p->env, 4);
+        m = mdb_env_set_maxdbs(p->env, 16);    /* ours, and hc_push_db's */
     if (m == 0)
         m = mdb_env_set_mapsize(p->env, o->map_size ? o->map_size : (size_t)1 << 30);
     if (m == 0)
@@ -752,6 +748,8 @@ int hc_push_open(struct hc_push **out, const struct hc_push_options *o)
         m = mdb_dbi_open(txn, "dead", MDB_CREATE, &p->dead);
     if (m == 0)
         m = mdb_dbi_open(txn, "endpoints", MDB_CREATE, &p->endpoints);
+    if (m == 0)
+        m = mdb_dbi_open(txn, "meta", MDB_CREATE, &p->meta);
     for (unsigned i = 0; m == 0 && i < p->n_eps; i++) {
         MDB_val k = { strlen(p->eps[i].cfg.name), p->eps[i].cfg.name }, v;
         if (mdb_get(txn, p->endpoints, &k, &v) == 0 && v.mv_size >= 1 &&
@@ -764,6 +762,15 @@ int hc_push_open(struct hc_push **out, const struct hc_push_options *o)
     }
     if (m == 0)
         m = load_outbox(p, txn);
+    if (m == 0) {       /* never reuse a number: others keep them (notify.c) */
+        MDB_val k = { sizeof(NEXT_SEQ_KEY) - 1, (void *)NEXT_SEQ_KEY }, v;
+        uint64_t stored;
+        if (mdb_get(txn, p->meta, &k, &v) == 0 && v.mv_size == sizeof(stored)) {
+            memcpy(&stored, v.mv_data, sizeof(stored));
+            if (stored > p->next_seq)
+                p->next_seq = stored;
+        }
+    }
     if (m == 0) {
         m = mdb_txn_commit(txn);
         txn = NULL;
@@ -796,6 +803,12 @@ static void wake(struct hc_push *p)
 
 int hc_push_submit(struct hc_push *p, struct hc_push_msg *msgs, size_t n)
 {
+    return hc_push_submit_with(p, msgs, n, NULL, NULL);
+}
+
+int hc_push_submit_with(struct hc_push *p, struct hc_push_msg *msgs, size_t n,
+                        hc_push_txn_fn fn, void *ctx)
+{
     int eps[64];
     int *epv = n <= 64 ? eps : malloc(n * sizeof(*epv));
     if (!epv)
@@ -819,6 +832,11 @@ int hc_push_submit(struct hc_push *p, struct hc_push_msg *msgs, size_t n)
         first = p->next_seq;
         p->next_seq += n;
         pthread_mutex_unlock(&p->mu);
+    }
+    if (rc == 0 && m == 0 && n) {
+        uint64_t next = first + n;
+        MDB_val k = { sizeof(NEXT_SEQ_KEY) - 1, (void *)NEXT_SEQ_KEY }, v = { sizeof(next), &next };
+        m = mdb_put(txn, p->meta, &k, &v, 0);
     }
     for (size_t i = 0; rc == 0 && m == 0 && i < n; i++) {
         struct hc_push_msg *g = &msgs[i];
@@ -847,6 +865,10 @@ int hc_push_submit(struct hc_push *p, struct hc_push_msg *msgs, size_t n)
                 memcpy(d + sizeof(h) + h.topic_len + h.endpoint_len, g->body, g->len);
         }
     }
+    if (txn && rc == 0 && m == 0 && fn) {
+        p->cancelling = 0;
+        rc = fn(ctx, txn);
+    }
     if (txn && (rc != 0 || m != 0)) {
         mdb_txn_abort(txn);
         txn = NULL;
@@ -873,6 +895,7 @@ int hc_push_submit(struct hc_push *p, struct hc_push_msg *msgs, size_t n)
         }
         p->st.submitted += n;
         p->st.dead += dead;
+        p->st.cancelled += fn ? p->cancelling : 0;
         pthread_mutex_unlock(&p->mu);
         if (rc < 0)     /* committed: the next open sends it */
             hc_error("push", "out of memory queueing messages; they are sent after a restart");
@@ -881,6 +904,44 @@ int hc_push_submit(struct hc_push *p, struct hc_push_msg *msgs, size_t n)
     }
     if (epv != eps)
         free(epv);
+    return rc;
+}
+
+int hc_push_db(struct hc_push *p, const char *name, MDB_dbi *dbi)
+{
+    MDB_txn *txn;
+    int m = mdb_txn_begin(p->env, NULL, 0, &txn);
+    if (m == 0)
+        m = mdb_dbi_open(txn, name, MDB_CREATE, dbi);
+    if (m == 0)
+        m = mdb_txn_commit(txn);
+    else
+        mdb_txn_abort(txn);
+    return m ? mdb_rc(m, "open a database") : 0;
+}
+
+int hc_push_cancel(struct hc_push *p, MDB_txn *txn, uint64_t seq)
+{
+    unsigned char k[8];
+    MDB_val key = { 8, k };
+    key_of(seq, k);
+    int m = mdb_del(txn, p->outbox, &key, NULL);
+    if (m == MDB_NOTFOUND)
+        return 0;
+    if (m != 0)
+        return mdb_rc(m, "cancel");
+    p->cancelling++;        /* counted once the transaction commits */
+    return 1;
+}
+
+int hc_push_read(struct hc_push *p, hc_push_txn_fn fn, void *ctx)
+{
+    MDB_txn *txn;
+    int m = mdb_txn_begin(p->env, NULL, MDB_RDONLY, &txn);
+    if (m != 0)
+        return mdb_rc(m, "read");
+    int rc = fn(ctx, txn);
+    mdb_txn_abort(txn);
     return rc;
 }
 

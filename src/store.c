@@ -93,15 +93,24 @@ static size_t op_size(size_t klen, size_t vlen)
     return (sizeof(struct op) + klen + vlen + 7) & ~(size_t)7;
 }
 
-/* Record LMDB's text for rc and turn rc into hubcap's convention. */
-static int fail(struct hc_store *s, int rc, const char *what)
+int hc_store_mdb_error(int rc)
 {
-    snprintf(s->err, sizeof(s->err), "%s: %s", what, mdb_strerror(rc));
+    if (rc == 0)
+        return 0;
     if (rc > 0)
         return -rc;         /* LMDB passes errno values through */
     if (rc == MDB_NOTFOUND)
         return -ENOENT;
+    if (rc == MDB_MAP_FULL)
+        return -ENOSPC;
     return HC_ESTORE;
+}
+
+/* Record LMDB's text for rc and turn rc into hubcap's convention. */
+static int fail(struct hc_store *s, int rc, const char *what)
+{
+    snprintf(s->err, sizeof(s->err), "%s: %s", what, mdb_strerror(rc));
+    return hc_store_mdb_error(rc);
 }
 
 int hc_mkdir_p(const char *dir)

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "hubcap/alarmjson.h"
+#include "hubcap/notify.h"
 #include "hubcap/error.h"
 #include "hubcap/geo.h"
 #include "hubcap/hash.h"
@@ -294,9 +295,19 @@ static void relog_from_store(struct hc_worker *w, const char *who)
     }
 }
 
-/* The pending alarms are durable now: hand them on to alarms.log. */
+/* The pending alarms are durable now: hand them on to the notifier and
+ * to alarms.log.  (The notifier takes them in order; one it missed, in a
+ * crash, is handed over again at start-up from the store.) */
 static void log_alarms(struct hc_worker *w, const char *who)
 {
+    for (size_t i = 0; w->notify && i < w->n_alarms; i++) {
+        char id[HC_ALARM_ID_LEN];
+        const char *json = w->alarms[i].json;
+        hc_alarm_id_format(w->id, w->alarms[i].id & ((1ull << 48) - 1), id);
+        if (hc_notify_raise(w->notify, w->id, w->alarms[i].id, id, json, strlen(json)) < 0)
+            hc_error(who, "out of memory handing alarm %s to the notifier; it is handed over"
+                     " again at the next start", id);
+    }
     for (size_t i = 0; i < w->n_alarms; i++) {
         if (!w->relog) {
             const char *json = w->alarms[i].json;

@@ -13,6 +13,7 @@
 
 #include "httprecv.h"
 #include "hubcap/push.h"
+#include "hubcap/store.h"
 #include "hubcap/timefmt.h"
 #include "hubcap/webhook.h"
 
@@ -383,4 +384,87 @@ Test(push, unknown_endpoints_and_bad_topics_are_refused_whole)
     cr_assert_eq(st.pending + st.dead_now + st.submitted, 0, "nothing was written");
     usleep(100000);
     cr_assert_eq(hr_count(rx), 0);
+}
+
+Test(push, sequence_numbers_are_never_used_twice_even_after_the_outbox_empties)
+{
+    open_push();
+    struct hc_push_msg a = submit("{\"n\":1}");
+    cr_assert_eq(hr_wait(rx, 1, 5000), 1);
+    wait_outbox(0, 0, 5000);
+    hc_push_close(push);
+    push = NULL;
+    open_push();
+    struct hc_push_msg b = submit("{\"n\":2}");
+    cr_assert_gt(b.seq, a.seq, "seq %llu after %llu", (unsigned long long)b.seq,
+                 (unsigned long long)a.seq);
+}
+
+struct cancel_ctx {
+    struct hc_push *p;
+    uint64_t seq;
+    int rc;
+    const char *key;
+    MDB_dbi dbi;
+};
+
+/* A hook that withdraws one message and writes a key of its own. */
+static int withdraw_and_note(void *ctx, MDB_txn *txn)
+{
+    struct cancel_ctx *c = ctx;
+    c->rc = hc_push_cancel(c->p, txn, c->seq);
+    MDB_val k = { strlen(c->key), (void *)c->key }, v = { 1, (void *)"x" };
+    return c->rc < 0 ? c->rc : hc_store_mdb_error(mdb_put(txn, c->dbi, &k, &v, 0));
+}
+
+static int has_key(void *ctx, MDB_txn *txn)
+{
+    struct cancel_ctx *c = ctx;
+    MDB_val k = { strlen(c->key), (void *)c->key }, v;
+    return mdb_get(txn, c->dbi, &k, &v) == 0 ? 1 : 0;
+}
+
+static int failing_hook(void *ctx, MDB_txn *txn)
+{
+    withdraw_and_note(ctx, txn);
+    return -EIO;
+}
+
+Test(push, a_hook_commits_with_the_messages_and_withdraws_waiting_ones)
+{
+    hr_default(rx, 503);            /* everything waits for its retry */
+    opt.retry_ms = (uint32_t[]){ 60000 };
+    opt.n_retry = 1;
+    open_push();
+    struct cancel_ctx c = { push, 0, 0, "mine", 0 };
+    cr_assert_eq(hc_push_db(push, "mine", &c.dbi), 0);
+    struct hc_push_msg a = submit("{\"n\":1}");
+    cr_assert_eq(hr_wait(rx, 1, 5000), 1);
+    wait_outbox(1, 0, 5000);
+
+    /* A failing hook: nothing of the transaction stays, the message neither. */
+    c.seq = a.seq;
+    struct hc_push_msg b = { "vehicle.moved", "sms", "{\"n\":2}", 7, "", 0 };
+    cr_assert_eq(hc_push_submit_with(push, &b, 1, failing_hook, &c), -EIO);
+    cr_assert_eq(hc_push_read(push, has_key, &c), 0, "the hook's write was rolled back");
+    wait_outbox(1, 0, 1000);
+    cr_assert_eq(stats().cancelled, 0);
+
+    /* A good one: b is queued, a withdrawn, the key written, all at once. */
+    cr_assert_eq(hc_push_submit_with(push, &b, 1, withdraw_and_note, &c), 0);
+    cr_assert_eq(c.rc, 1, "a was still waiting");
+    cr_assert_eq(hc_push_read(push, has_key, &c), 1);
+    cr_assert_eq(hr_wait(rx, 2, 5000), 2);
+    struct hr_request r = request(1);
+    cr_assert_str_eq(r.id, b.id);
+    hr_request_free(&r);
+    wait_outbox(1, 0, 5000);
+    struct seen s = { 0 };
+    cr_assert_eq(hc_push_list(push, false, collect, &s), 0);
+    cr_assert_eq(s.n, 1);
+    cr_assert_eq(s.seq, b.seq, "only b is left");
+    cr_assert_eq(stats().cancelled, 1);
+    /* Withdrawing what is gone says so. */
+    cr_assert_eq(hc_push_submit_with(push, NULL, 0, withdraw_and_note, &c), 0);
+    cr_assert_eq(c.rc, 0);
 }

@@ -10,7 +10,8 @@
  * any successful call every field is within its documented range; a failed
  * load or set leaves the struct exactly as it was; strings are NUL-terminated
  * and zero-filled to the end of their array, so two configs built by the
- * same steps compare equal with memcmp.
+ * same steps compare equal with memcmp; no message ever quotes a webhook
+ * secret (messages end up in logs).
  *
  * Threading: the main thread fills a struct hc_config at start-up, before
  * other threads exist, and hands copies (or parts) to them.  Nothing here
@@ -30,11 +31,27 @@
 #define HC_CONFIG_PATH_MAX       4096   /* bytes in data_dir, with the NUL */
 #define HC_CONFIG_THRESHOLDS_MAX 256    /* makers with their own threshold */
 #define HC_CONFIG_WORKERS_MAX    64
+#define HC_CONFIG_CHANNELS_MAX   16     /* [channel.NAME] sections */
+#define HC_CONFIG_RETRIES_MAX    16     /* entries of push.retry_schedule */
+#define HC_CONFIG_CHANNEL_NAME_MAX 32   /* bytes of a channel name */
 
 /* One [thresholds] entry: a maker's own drift threshold. */
 struct hc_config_threshold {
     char maker[HC_MAKER_MAX + 1];       /* 1..32 bytes, NUL-terminated */
     double meters;                      /* finite, > 0, <= 20000000 */
+};
+
+/* One [channel.NAME]: an endpoint that receives alarms as Standard
+ * Webhooks signed POSTs.  Keys written with --set channel.NAME.key=value. */
+struct hc_config_channel {
+    char name[HC_CONFIG_CHANNEL_NAME_MAX + 1]; /* 1..32 bytes of [A-Za-z0-9_-] */
+    char url[513];                      /* http:// or https://, 1..512 bytes */
+    char secret[128];                   /* whsec_...; finish requires it */
+    char secret_next[128];              /* "" or whsec_...: a second signing
+                                           secret during a rotation */
+    unsigned delay_ms;                  /* escalation delay after the previous
+                                           channel of a round, 0..30 days */
+    unsigned priority;                  /* 1..1000: lower is notified first */
 };
 
 struct hc_config {
@@ -61,18 +78,34 @@ struct hc_config {
     unsigned map_size_mb;
     /* [ring] */
     unsigned ring_size;                 /* power of two */
+    /* [alarm] */
+    unsigned repeat_interval_ms;        /* a new notification round, 100 ms..30 d */
+    unsigned snooze_ms;                 /* "processing" holds notifications */
+    /* [push] */
+    unsigned retry_ms[HC_CONFIG_RETRIES_MAX]; /* delay before retry k+1; the
+                                           first n_retry are used, the rest 0 */
+    unsigned n_retry;                   /* 0: no retries ("none") */
+    unsigned jitter_percent;            /* 0..100 */
+    unsigned connect_timeout_ms;
+    unsigned timeout_ms;                /* the whole request */
+    char ca_file[HC_CONFIG_PATH_MAX];   /* "": the system's trust store */
     /* [thresholds] */
     unsigned n_thresholds;
     struct hc_config_threshold thresholds[HC_CONFIG_THRESHOLDS_MAX];
+    /* [channel.NAME], in the order first named until finish sorts them by
+     * priority (stable: ties keep that order) */
+    unsigned n_channels;
+    struct hc_config_channel channels[HC_CONFIG_CHANNELS_MAX];
 };
 
-/* Fill c with the defaults of every key (docs/CONFIG.md) and no per-maker
- * thresholds.  The whole struct, padding included, is zeroed first. */
+/* Fill c with the defaults of every key (docs/CONFIG.md), no per-maker
+ * thresholds and no channels.  The whole struct, padding included, is zeroed first. */
 void hc_config_defaults(struct hc_config *c);
 
 /* Apply the INI file at path on top of *c.  Keys are written without their
  * section prefix inside [section] blocks; a key given twice keeps the last
- * value.  Returns 0, or -1 with a one-line message in err (always
+ * value.  A [channel.NAME] block adds channel NAME (at most 16) or, if it
+ * is already named, sets more of its keys.  Returns 0, or -1 with a one-line message in err (always
  * NUL-terminated when errlen > 0) such as
  *   "hubcap.ini:12: unknown key 'detect.windw' (see hubcapd --help)"
  *   "hubcap.ini:7: detect.window must be a whole number from 2 to 64, not 'abc'"
@@ -80,8 +113,9 @@ void hc_config_defaults(struct hc_config *c);
  * and *c unchanged.  Lines are limited to 198 bytes by inih. */
 int hc_config_load(struct hc_config *c, const char *path, char *err, size_t errlen);
 
-/* Apply one "section.key=value" (the --set option), e.g. "msgpack.port=0"
- * or "thresholds.acme=35"; spaces around key and value are ignored.  Same
+/* Apply one "section.key=value" (the --set option), e.g. "msgpack.port=0",
+ * "thresholds.acme=35" or "channel.sms.url=https://..." (key url of
+ * [channel.sms]); spaces around key and value are ignored.  Same
  * validation and messages as a file, without "file:line: ".  Returns 0, or
  * -1 with err and *c unchanged. */
 int hc_config_set(struct hc_config *c, const char *assignment, char *err, size_t errlen);
@@ -90,8 +124,9 @@ int hc_config_set(struct hc_config *c, const char *assignment, char *err, size_t
  * -> online cores - 1, at least 1, at most 64; detect.n2 0 -> window - 1),
  * then cross-checks the keys that depend on each other (window, n1, n2 and
  * the default threshold through hc_detect_config_check; ring.size a power
- * of two) and every numeric range again, in case a caller wrote a field
- * directly.
+ * of two; every channel has a url and a secret) and every numeric range
+ * again, in case a caller wrote a field directly.  Last, sorts the
+ * channels by priority, stable: ties keep the order they were first named.
  * Returns 0, or -1 with err and *c unchanged. */
 int hc_config_finish(struct hc_config *c, char *err, size_t errlen);
 
@@ -104,8 +139,10 @@ void hc_config_markdown(FILE *f);
 
 /* Print *c as an INI file that hc_config_load reads back to the same
  * values: every key, in table order, doubles with enough digits to round
- * trip.  A data_dir longer than fits on an inih line (about 185 bytes)
- * makes a file that load refuses with "line is longer than ...". */
+ * trip, durations in canonical form (1h30m), then one [channel.NAME]
+ * block per channel (a url or secret not set yet is left out).  A path or
+ * url longer than fits on an inih line (about 185 bytes) makes a file that
+ * load refuses with "line is longer than ...". */
 void hc_config_write(const struct hc_config *c, FILE *f);
 
 /* "error", "warn", "info" or "debug"; "unknown" for any other level.

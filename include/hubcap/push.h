@@ -23,8 +23,9 @@
  *                    error; hc_push_replay puts it back, same webhook-id.
  *
  * The environment (<data_dir>/outbox) holds "outbox" and "dead" (8-byte
- * big-endian sequence number -> record) and "endpoints" (name -> disabled
- * state).  A restart (even after kill -9) sends everything still in the
+ * big-endian sequence number -> record), "endpoints" (name -> disabled
+ * state) and "meta" (the next sequence number: a number is never used
+ * twice, so others may keep it to refer to a message).  A restart (even after kill -9) sends everything still in the
  * outbox again on its schedule, under the same webhook-id: delivery is at
  * least once, and receivers deduplicate by webhook-id as the spec says.
  *
@@ -40,6 +41,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <lmdb.h>
 
 #include "hubcap/webhook.h"
 
@@ -94,6 +97,7 @@ struct hc_push_entry {
 
 struct hc_push_stats {
     uint64_t submitted, delivered, attempts, retries, dead, replayed;
+    uint64_t cancelled;             /* withdrawn before delivery (hc_push_cancel) */
     uint64_t pending;               /* in the outbox now */
     uint64_t dead_now;              /* in the dead-letter table now */
     unsigned inflight;
@@ -117,6 +121,33 @@ int hc_push_start(struct hc_push *p);
  * configured; -EINVAL for an empty or too long topic; a store error
  * (-ENOSPC, -EIO, HC_ESTORE) leaves nothing written either. */
 int hc_push_submit(struct hc_push *p, struct hc_push_msg *msgs, size_t n);
+
+/* Writes of the caller's own that must commit with the messages, in the
+ * same transaction (a module's state and the messages it decided to send
+ * can then never disagree after a crash).  fn returns 0 or a negative
+ * error (hc_store_mdb_error turns an LMDB code into one), which aborts the
+ * transaction and is returned. */
+typedef int (*hc_push_txn_fn)(void *ctx, MDB_txn *txn);
+
+/* hc_push_submit, with fn (if not NULL) called inside the transaction
+ * after the messages are written.  n may be 0: then it is just a durable
+ * transaction of the caller's writes. */
+int hc_push_submit_with(struct hc_push *p, struct hc_push_msg *msgs, size_t n,
+                        hc_push_txn_fn fn, void *ctx);
+
+/* Open (create) a database of the caller's in the outbox environment, for
+ * state written through hc_push_submit_with.  Call before other threads
+ * use p.  0 or a negative error. */
+int hc_push_db(struct hc_push *p, const char *name, MDB_dbi *dbi);
+
+/* Inside an hc_push_submit_with callback: withdraw message seq if it is
+ * still waiting in the outbox.  1 if it was (it will not be sent again;
+ * an attempt already in flight finishes but is not retried), 0 if it is
+ * gone (delivered, dead or withdrawn), or a negative error. */
+int hc_push_cancel(struct hc_push *p, MDB_txn *txn, uint64_t seq);
+
+/* Run fn in a read-only transaction of the outbox environment. */
+int hc_push_read(struct hc_push *p, hc_push_txn_fn fn, void *ctx);
 
 /* Call fn for each message in the outbox (dead = false) or the dead-letter
  * table (dead = true), in sequence order; fn returning non-zero stops the

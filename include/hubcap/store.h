@@ -68,6 +68,11 @@ int hc_store_open(struct hc_store **out, const char *dir, const struct hc_store_
 /* Drop any open batch, fsync, close and free.  Accepts NULL. */
 void hc_store_close(struct hc_store *s);
 
+/* An LMDB return code in hubcap's convention (0, a negative errno, or
+ * HC_ESTORE); MDB_MAP_FULL is -ENOSPC.  For modules with their own LMDB
+ * environment (push, notify). */
+int hc_store_mdb_error(int rc);
+
 /* LMDB's message for the last failure ("" if none).  Never NULL, also for
  * s == NULL; valid until the next call on s. */
 const char *hc_store_error(const struct hc_store *s);

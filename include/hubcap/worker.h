@@ -7,8 +7,9 @@
  * changes are batched: each changed vehicle joins the dirty list once, and
  * every store.commit_interval_ms the list is written in one transaction.
  * An alarm is committed in LMDB, then synced (one fsync for all alarms of
- * the last 50 ms), and only then appended (as one JSON line, the webhook
- * body of DESIGN.md) to alarms.log.
+ * the last 50 ms), and only then handed to the notifier (which sends it)
+ * and appended (as one JSON line, the webhook body of DESIGN.md) to
+ * alarms.log, the audit log.
  *
  * Everything in struct hc_worker belongs to the worker thread once it runs,
  * except `stats` (read by others, written only by the worker) and `wake`.
@@ -43,6 +44,7 @@ struct hc_worker_stats {
 };
 
 struct hc_pending_alarm;
+struct hc_notify;
 
 struct hc_worker {
     unsigned id;
@@ -52,6 +54,7 @@ struct hc_worker {
     struct hc_wake wake;
     const int *front_done;          /* set once the front has stopped */
     int alarm_log_fd;
+    struct hc_notify *notify;       /* durable alarms go there; NULL: none */
 
     struct hc_detector det;
     struct hc_vtable vt;
