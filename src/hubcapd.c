@@ -346,21 +346,6 @@ static void raise_fd_limit(const struct hc_config *cfg)
                 (unsigned long long)rl.rlim_cur, cfg->max_connections);
 }
 
-struct catch_up {
-    struct hc_notify *notify;
-    unsigned shard;
-    uint64_t n;
-};
-
-static int hand_over(void *ctx, uint64_t id, const void *val, size_t len)
-{
-    struct catch_up *c = ctx;
-    char text[HC_ALARM_ID_LEN];
-    hc_alarm_id_format(c->shard, id & ((1ull << 48) - 1), text);
-    c->n++;
-    return hc_notify_raise(c->notify, c->shard, id, text, val, len);
-}
-
 /* The outbox, its pusher and the notifier, with the channels of the
  * configuration; then every alarm a shard committed that the notifier has
  * not taken in yet (a crash between the two) is handed over, in order. */
@@ -401,18 +386,18 @@ static int open_delivery(struct daemon *d)
     if (rc < 0)
         return rc;
     for (unsigned i = 0; i < d->nworkers; i++) {
-        struct catch_up cu = { d->notify, i, 0 };
-        rc = hc_store_each_alarm(d->workers[i].store, hc_notify_mark(d->notify, i) + 1,
-                                 hand_over, &cu);
+        struct hc_worker *w = &d->workers[i];
+        w->handed_id = hc_notify_mark(d->notify, i);
+        rc = hc_notify_raise_from(d->notify, i, w->store, &w->handed_id);
         if (rc < 0) {
             hc_error("main", "handing shard %u's alarms to the notifier: %s", i,
                      hc_strerror(rc));
             return rc;
         }
-        if (cu.n)
-            hc_info("main", "shard %u: %" PRIu64 " alarms committed before the last stop"
-                    " handed to the notifier", i, cu.n);
-        d->workers[i].notify = d->notify;
+        if (rc > 0)
+            hc_info("main", "shard %u: %d alarms committed before the last stop handed to"
+                    " the notifier", i, rc);
+        w->notify = d->notify;
     }
     if (c->n_channels == 0)
         hc_warn("main", "no alarm channels configured: alarms are kept, listed and"

@@ -28,6 +28,7 @@
 
 #include <ck_ring.h>
 
+#include "hubcap/alarmjson.h"
 #include "hubcap/error.h"
 #include "hubcap/log.h"
 #include "hubcap/notify.h"
@@ -891,6 +892,34 @@ int hc_notify_raise(struct hc_notify *n, unsigned shard, uint64_t store_id, cons
     }
     enqueue(n, c);
     return 0;
+}
+
+struct raise_from {
+    struct hc_notify *n;
+    unsigned shard;
+    uint64_t *after;
+    int count;
+};
+
+static int raise_stored(void *ctx, uint64_t id, const void *val, size_t len)
+{
+    struct raise_from *r = ctx;
+    char text[HC_ALARM_ID_LEN];
+    hc_alarm_id_format(r->shard, id & ((1ull << 48) - 1), text);
+    int rc = hc_notify_raise(r->n, r->shard, id, text, val, len);
+    if (rc == 0) {
+        *r->after = id;
+        r->count++;
+    }
+    return rc;
+}
+
+int hc_notify_raise_from(struct hc_notify *n, unsigned shard, struct hc_store *s,
+                         uint64_t *after)
+{
+    struct raise_from r = { n, shard, after, 0 };
+    int rc = hc_store_each_alarm(s, *after + 1, raise_stored, &r);
+    return rc < 0 ? rc : r.count;
 }
 
 int hc_notify_start(struct hc_notify *n)

@@ -278,6 +278,20 @@ static void serialize(struct hc_worker *w, const struct hc_vehicle *v, size_t *l
     *len = sizeof(st) + w->vt.vsize;
 }
 
+/* Hand the notifier every alarm that is durable now and that it has not
+ * had, in id order, from the store.  Independent of alarms.log: a full
+ * disk under the audit log must not hold back a notification.  What it
+ * cannot take (out of memory) is tried again at the next sync, and at the
+ * next start hubcapd hands over whatever the notifier never took in. */
+static void hand_over(struct hc_worker *w, const char *who)
+{
+    if (!w->notify)
+        return;
+    int rc = hc_notify_raise_from(w->notify, w->id, w->store, &w->handed_id);
+    if (rc < 0)
+        hc_error(who, "handing alarms to the notifier: %s; trying again", hc_strerror(rc));
+}
+
 /* Append alarms committed to the store but not yet to alarms.log, in id
  * order, from the store itself.  Stops at the first failed append and
  * leaves w->relog set, so the next commit tries again from there: an
@@ -295,19 +309,9 @@ static void relog_from_store(struct hc_worker *w, const char *who)
     }
 }
 
-/* The pending alarms are durable now: hand them on to the notifier and
- * to alarms.log.  (The notifier takes them in order; one it missed, in a
- * crash, is handed over again at start-up from the store.) */
+/* The pending alarms are durable now: hand them on to alarms.log. */
 static void log_alarms(struct hc_worker *w, const char *who)
 {
-    for (size_t i = 0; w->notify && i < w->n_alarms; i++) {
-        char id[HC_ALARM_ID_LEN];
-        const char *json = w->alarms[i].json;
-        hc_alarm_id_format(w->id, w->alarms[i].id & ((1ull << 48) - 1), id);
-        if (hc_notify_raise(w->notify, w->id, w->alarms[i].id, id, json, strlen(json)) < 0)
-            hc_error(who, "out of memory handing alarm %s to the notifier; it is handed over"
-                     " again at the next start", id);
-    }
     for (size_t i = 0; i < w->n_alarms; i++) {
         if (!w->relog) {
             const char *json = w->alarms[i].json;
@@ -453,6 +457,7 @@ static void flush_alarms(struct hc_worker *w, int force)
             return;
         }
         w->unsynced = 0;
+        hand_over(w, who);
     }
     relog_from_store(w, who);
     STAT_SET(w, dirty, pending(w));

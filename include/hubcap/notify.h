@@ -114,6 +114,14 @@ uint64_t hc_notify_mark(const struct hc_notify *n, unsigned shard);
 int hc_notify_raise(struct hc_notify *n, unsigned shard, uint64_t store_id, const char *id,
                     const char *body, size_t len);
 
+struct hc_store;
+
+/* Hand over, with hc_notify_raise, every alarm of shard's store whose id is
+ * greater than *after, in id order; *after follows the last one handed
+ * over.  How many, or a negative error (those before it were handed). */
+int hc_notify_raise_from(struct hc_notify *n, unsigned shard, struct hc_store *s,
+                         uint64_t *after);
+
 int hc_notify_start(struct hc_notify *n);
 
 /* Acknowledge alarm id with HC_ALARM_PROCESSING or HC_ALARM_DONE; waits for

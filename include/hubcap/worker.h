@@ -55,6 +55,7 @@ struct hc_worker {
     const int *front_done;          /* set once the front has stopped */
     int alarm_log_fd;
     struct hc_notify *notify;       /* durable alarms go there; NULL: none */
+    uint64_t handed_id;             /* last alarm id handed to the notifier */
 
     struct hc_detector det;
     struct hc_vtable vt;

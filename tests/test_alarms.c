@@ -1,0 +1,335 @@
+/*
+ * test_alarms.c — alarms end to end: a real hubcapd, a tow reported over
+ * TCP, and a real HTTP receiver on loopback standing in for the operator's
+ * channels (tests/httprecv.c).  Signed delivery, the lifecycle through the
+ * control socket, escalation, kill -9 with messages undelivered, and the
+ * hand-over of alarms the notifier never took in.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "httprecv.h"
+#include "hubcap/sim.h"
+#include "hubcap/timefmt.h"
+#include "hubcap/webhook.h"
+
+#define LAT 52.52
+#define LON 13.405
+#define T0 1795000000000LL
+#define STEP 300000
+#define SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+#define SECRET2 "whsec_c2Vjb25kIHNlY3JldCBmb3Igcm90YXRpb24h"
+#define EARLY_NS 20000000ull
+
+static struct daemon d;
+static struct hr_server *rx;
+static char sets[16][600];
+static const char *setv[17];
+static int nsets;
+
+static void init(void)
+{
+    memset(&d, 0, sizeof(d));
+    rx = hr_start(0);
+    cr_assert_not_null(rx);
+    nsets = 0;
+    setv[0] = NULL;
+}
+
+static void fini(void)
+{
+    daemon_cleanup(&d);
+    hr_free(rx);
+}
+
+TestSuite(alarms, .init = init, .fini = fini, .timeout = 120);
+
+static void set(const char *fmt, const char *arg)
+{
+    cr_assert_lt(nsets, 16);
+    snprintf(sets[nsets], sizeof(sets[nsets]), fmt, arg);
+    setv[nsets] = sets[nsets];
+    setv[++nsets] = NULL;
+}
+
+/* Channel name at path /name of the receiver, signed with secret. */
+static void channel(const char *name, const char *secret)
+{
+    char url[256], s[64];
+    snprintf(s, sizeof(s), "/%s", name);
+    hr_url(rx, s, url, sizeof(url));
+    snprintf(sets[nsets], sizeof(sets[nsets]), "channel.%s.url=%s", name, url);
+    setv[nsets] = sets[nsets];
+    setv[++nsets] = NULL;
+    snprintf(sets[nsets], sizeof(sets[nsets]), "channel.%s.secret=%s", name, secret);
+    setv[nsets] = sets[nsets];
+    setv[++nsets] = NULL;
+}
+
+/* Send a tow of vid over TCP and wait until the daemon processed it. */
+static void send_tow(const char *vid)
+{
+    struct hc_report r[18];
+    for (int i = 0; i < 18; i++) {
+        double la, lo;
+        hc_sim_offset(LAT, LON, i < 16 ? 2.0 + (i % 3) : 300, i < 16 ? i * 2.1 : 0, &la, &lo);
+        r[i] = report(vid, T0 + (int64_t)i * STEP, la, lo, 0, "acme");
+    }
+    uint64_t before = daemon_stat(&d, "reports");
+    int fd = tcp_connect(d.tcp);
+    send_reports_tcp(fd, r, 18);
+    daemon_wait_processed(&d, before + 18);
+    close(fd);
+}
+
+/* Request i: signed by secret (and verifiable), to /channel, a webhook body
+ * about vid with data.channel and data.attempt as given.  Returns the
+ * alarm id it carries (static buffer). */
+static const char *check_request(unsigned i, const char *secret, const char *channel_,
+                                 const char *vid, int attempt, struct hr_request *out)
+{
+    static char alarm_id[64];
+    struct hr_request r;
+    struct hc_webhook_secret s;
+    cr_assert_eq(hr_get(rx, i, &r), 0, "request %u arrived", i);
+    cr_assert_eq(hc_webhook_secret_parse(secret, &s), 0);
+    cr_assert_eq(hc_webhook_verify(&s, r.id, strtoll(r.timestamp, NULL, 10), r.body,
+                                   r.body_len, r.signature, time(NULL), 300), 1,
+                 "request %u verifies: %s %s %s", i, r.id, r.timestamp, r.signature);
+    char path[40];
+    snprintf(path, sizeof(path), "/%s", channel_);
+    cr_assert_str_eq(r.path, path);
+    cr_assert_str_eq(r.content_type, "application/json");
+    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+    json_t *data = json_object_get(j, "data");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "type")), "vehicle.moved");
+    cr_assert_str_eq(json_string_value(json_object_get(data, "vid")), vid);
+    cr_assert_str_eq(json_string_value(json_object_get(data, "maker")), "acme");
+    cr_assert_str_eq(json_string_value(json_object_get(data, "channel")), channel_);
+    cr_assert_eq(json_integer_value(json_object_get(data, "attempt")), attempt, "%s", r.body);
+    snprintf(alarm_id, sizeof(alarm_id), "%s",
+             json_string_value(json_object_get(data, "alarm_id")));
+    json_decref(j);
+    if (out)
+        *out = r;
+    else
+        hr_request_free(&r);
+    return alarm_id;
+}
+
+/* A control request built from fmt with one string argument; the answer. */
+static json_t *control(const char *fmt, const char *arg)
+{
+    char req[512];
+    snprintf(req, sizeof(req), fmt, arg);
+    strcat(req, "\n");
+    return daemon_control(&d, req);
+}
+
+static void ack(const char *id, const char *state)
+{
+    char req[256];
+    snprintf(req, sizeof(req), "{\"cmd\":\"alarm.ack\",\"id\":\"%s\",\"state\":\"%s\"}\n",
+             id, state);
+    json_t *a = daemon_control(&d, req);
+    cr_assert(json_is_true(json_object_get(a, "ok")), "ack %s %s: %s", id, state,
+              json_string_value(json_object_get(a, "error")));
+    json_decref(a);
+}
+
+static const char *alarm_state(const char *id)
+{
+    static char state[32];
+    json_t *a = control("{\"cmd\":\"alarm.show\",\"id\":\"%s\"}", id);
+    json_t *al = json_object_get(a, "alarm");
+    cr_assert(json_is_object(al), "alarm.show %s answered", id);
+    snprintf(state, sizeof(state), "%s", json_string_value(json_object_get(al, "state")));
+    json_decref(a);
+    return state;
+}
+
+/* Wait until stats path reaches want (10 s at most). */
+static void wait_stat(const char *path, uint64_t want)
+{
+    for (int t = 0; t < 1000; t++) {
+        if (daemon_stat(&d, path) >= want)
+            return;
+        usleep(10000);
+    }
+    cr_assert_fail("%s stayed at %llu, below %llu", path,
+                   (unsigned long long)daemon_stat(&d, path), (unsigned long long)want);
+}
+
+Test(alarms, a_tow_over_tcp_reaches_the_channel_signed_and_verifiable)
+{
+    set("%s", "thresholds.acme=35");
+    channel("app", SECRET);
+    set("channel.app.secret_next=%s", SECRET2);      /* a rotation under way */
+    daemon_start(&d, setv);
+    send_tow("CAR-1");
+    cr_assert_eq(hr_wait(rx, 1, 10000), 1);
+    struct hr_request r;
+    const char *id = check_request(0, SECRET, "app", "CAR-1", 1, &r);
+    struct hc_webhook_secret s2;
+    cr_assert_eq(hc_webhook_secret_parse(SECRET2, &s2), 0);
+    cr_assert_eq(hc_webhook_verify(&s2, r.id, strtoll(r.timestamp, NULL, 10), r.body,
+                                   r.body_len, r.signature, time(NULL), 300), 1,
+                 "the next secret verifies it too");
+    hr_request_free(&r);
+    /* The same alarm as the audit log's. */
+    json_t *log = daemon_alarms(&d);
+    cr_assert_eq(json_array_size(log), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(json_array_get(log, 0), "data"), "alarm_id")), id);
+    json_decref(log);
+    wait_stat("push.delivered", 1);
+    cr_assert_eq(daemon_stat(&d, "notify.raised"), 1);
+    cr_assert_eq(daemon_stat(&d, "notify.firing"), 1);
+    cr_assert_eq(strcmp(alarm_state(id), "firing"), 0);
+    cr_assert_eq(daemon_stop(&d), 0);
+}
+
+Test(alarms, processing_snoozes_done_stops_and_bad_acks_change_nothing)
+{
+    set("%s", "thresholds.acme=35");
+    set("%s", "alarm.repeat_interval=1s");
+    set("%s", "alarm.snooze=1500ms");
+    channel("app", SECRET);
+    daemon_start(&d, setv);
+    send_tow("CAR-2");
+    cr_assert_eq(hr_wait(rx, 1, 10000), 1);
+    char id[64];
+    snprintf(id, sizeof(id), "%s", check_request(0, SECRET, "app", "CAR-2", 1, NULL));
+
+    /* Refusals: each says why, and the alarm goes on firing. */
+    json_t *a = control("{\"cmd\":\"alarm.ack\",\"id\":\"%s\",\"state\":\"firing\"}", id);
+    cr_assert(json_is_false(json_object_get(a, "ok")));
+    cr_assert(strstr(json_string_value(json_object_get(a, "error")), "processing or done"));
+    json_decref(a);
+    a = control("{\"cmd\":\"alarm.ack\",\"id\":\"%s\",\"state\":\"done\"}", "9-999");
+    cr_assert(json_is_false(json_object_get(a, "ok")));
+    cr_assert(strstr(json_string_value(json_object_get(a, "error")), "no alarm 9-999"),
+              "%s", json_string_value(json_object_get(a, "error")));
+    json_decref(a);
+    a = control("{\"cmd\":\"alarm.ack\",\"state\":\"%s\"}", "done");
+    cr_assert(json_is_false(json_object_get(a, "ok")));
+    json_decref(a);
+    cr_assert_str_eq(alarm_state(id), "firing");
+    cr_assert_eq(hr_wait(rx, 2, 5000), 2, "it repeats after the interval");
+    check_request(1, SECRET, "app", "CAR-2", 2, NULL);
+
+    uint64_t t_ack = hc_time_mono_ns();
+    ack(id, "processing");
+    cr_assert_str_eq(alarm_state(id), "processing");
+    cr_assert_eq(hr_wait(rx, 3, 1300), 2, "nothing during the snooze");
+    cr_assert_eq(hr_wait(rx, 3, 5000), 3, "repeats resume after the snooze");
+    struct hr_request r;
+    check_request(2, SECRET, "app", "CAR-2", 3, &r);
+    cr_assert_geq(r.at_ns - t_ack, 1500000000ull - EARLY_NS);
+    hr_request_free(&r);
+
+    ack(id, "done");
+    cr_assert_str_eq(alarm_state(id), "done");
+    cr_assert_eq(hr_wait(rx, 4, 2500), 3, "nothing after done");
+    a = control("{\"cmd\":\"alarm.ack\",\"id\":\"%s\",\"state\":\"done\"}", id);
+    cr_assert(strstr(json_string_value(json_object_get(a, "error")), "already done"));
+    json_decref(a);
+    a = control("{\"cmd\":\"alarm.list\",\"state\":\"%s\"}", "done");
+    cr_assert_eq(json_array_size(json_object_get(a, "alarms")), 1);
+    json_decref(a);
+    cr_assert_eq(daemon_stat(&d, "notify.done"), 1);
+    cr_assert_eq(daemon_stat(&d, "notify.acks"), 2);
+}
+
+Test(alarms, escalation_follows_priority_and_delay)
+{
+    set("%s", "thresholds.acme=35");
+    channel("sms", SECRET);
+    set("%s", "channel.sms.priority=2");
+    set("%s", "channel.sms.delay=400ms");
+    channel("app", SECRET);
+    set("%s", "channel.app.priority=1");
+    daemon_start(&d, setv);
+    send_tow("CAR-3");
+    cr_assert_eq(hr_wait(rx, 2, 10000), 2);
+    struct hr_request a, b;
+    check_request(0, SECRET, "app", "CAR-3", 1, &a);
+    check_request(1, SECRET, "sms", "CAR-3", 1, &b);
+    cr_assert_geq(b.at_ns - a.at_ns, 400000000ull - EARLY_NS);
+    cr_assert_lt(b.at_ns - a.at_ns, 1500000000ull);
+    hr_request_free(&a);
+    hr_request_free(&b);
+}
+
+Test(alarms, kill_9_with_a_message_undelivered_delivers_it_after_restart_under_its_id)
+{
+    set("%s", "thresholds.acme=35");
+    set("%s", "push.retry_schedule=300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms");
+    set("%s", "push.jitter_percent=0");
+    channel("app", SECRET);
+    hr_default(rx, 503);
+    daemon_start(&d, setv);
+    send_tow("CAR-4");
+    cr_assert_geq(hr_wait(rx, 2, 10000), 2, "tried and retried");
+    struct hr_request first;
+    const char *id = check_request(0, SECRET, "app", "CAR-4", 1, &first);
+    char alarm_id[64];
+    snprintf(alarm_id, sizeof(alarm_id), "%s", id);
+    daemon_kill(&d);
+    unsigned before = hr_count(rx);
+    hr_default(rx, 200);
+    daemon_start(&d, setv);
+    cr_assert_geq(hr_wait(rx, before + 1, 10000), before + 1, "delivered after the restart");
+    struct hr_request r;
+    check_request(before, SECRET, "app", "CAR-4", 1, &r);
+    cr_assert_str_eq(r.id, first.id, "the same webhook-id");
+    cr_assert_eq(r.status, 200);
+    hr_request_free(&r);
+    hr_request_free(&first);
+    wait_stat("push.delivered", 1);
+    cr_assert_eq(daemon_stat(&d, "notify.raised"), 0, "the alarm is not raised again");
+    cr_assert_str_eq(alarm_state(alarm_id), "firing");
+    cr_assert_eq(daemon_alarm_count(&d), 1);
+}
+
+Test(alarms, alarms_the_notifier_never_took_in_are_handed_over_at_start)
+{
+    set("%s", "thresholds.acme=35");
+    daemon_start(&d, setv);             /* no channel: kept, sent nowhere */
+    send_tow("CAR-5");
+    wait_stat("notify.raised", 1);
+    cr_assert_eq(daemon_stop(&d), 0);
+    /* As if the process had died between the shard's commit and the
+     * notifier's: the notifier's state is gone, the shard still has it. */
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/outbox'", d.dir);
+    cr_assert_eq(system(cmd), 0);
+    channel("app", SECRET);
+    daemon_start(&d, setv);
+    cr_assert_eq(hr_wait(rx, 1, 10000), 1);
+    check_request(0, SECRET, "app", "CAR-5", 1, NULL);
+    cr_assert_eq(daemon_stat(&d, "notify.raised"), 1);
+    cr_assert_eq(daemon_alarm_count(&d), 1, "alarms.log is not written twice");
+}
+
+Test(alarms, gone_disables_the_channel_and_says_so)
+{
+    set("%s", "thresholds.acme=35");
+    channel("app", SECRET);
+    hr_default(rx, 410);
+    daemon_start(&d, setv);
+    send_tow("CAR-6");
+    cr_assert_eq(hr_wait(rx, 1, 10000), 1);
+    wait_stat("push.disabled", 1);
+    wait_stat("push.dead_now", 1);
+    send_tow("CAR-7");
+    wait_stat("notify.raised", 2);
+    wait_stat("push.dead_now", 2);
+    cr_assert_eq(hr_wait(rx, 2, 500), 1, "nothing more goes to a disabled channel");
+}
