@@ -293,9 +293,48 @@ static json_t *alarm_command(struct daemon *d, const char *cmd, json_t *req, con
     return json_pack("{s:s}", "message", d->ctl_error);
 }
 
+/* "alarm.settings" [repeat_interval] [snooze]: durations as in the
+ * configuration ("10m", "1h30m"), checked by the same code. */
+static json_t *alarm_settings(struct daemon *d, json_t *req, const char **error)
+{
+    static const char *const keys[2] = { "repeat_interval", "snooze" };
+    struct hc_config *c = malloc(sizeof(*c));
+    uint32_t v[2] = { 0, 0 };
+    if (!c) {
+        *error = "out of memory";
+        return NULL;
+    }
+    memcpy(c, &d->cfg, sizeof(*c));
+    for (int i = 0; i < 2; i++) {
+        json_t *x = json_object_get(req, keys[i]);
+        char set[128];
+        if (!x)
+            continue;
+        snprintf(set, sizeof(set), "alarm.%s=%s", keys[i],
+                 json_is_string(x) ? json_string_value(x) : "(not a string)");
+        if (hc_config_set(c, set, d->ctl_error, sizeof(d->ctl_error)) < 0) {
+            free(c);
+            *error = d->ctl_error;
+            return NULL;
+        }
+        v[i] = i ? c->snooze_ms : c->repeat_interval_ms;
+    }
+    free(c);
+    if ((v[0] || v[1]) &&
+        hc_notify_settings(d->notify, v[0], v[1], d->ctl_error, sizeof(d->ctl_error)) < 0) {
+        *error = d->ctl_error;
+        return NULL;
+    }
+    hc_notify_get_settings(d->notify, &v[0], &v[1]);
+    return json_pack("{s:I, s:I}", "repeat_interval_ms", (json_int_t)v[0], "snooze_ms",
+                     (json_int_t)v[1]);
+}
+
 static json_t *on_command(void *ctx, const char *cmd, json_t *req, const char **error)
 {
     struct daemon *d = ctx;
+    if (strcmp(cmd, "alarm.settings") == 0)
+        return alarm_settings(d, req, error);
     if (strcmp(cmd, "alarm.list") == 0 || strcmp(cmd, "alarm.show") == 0 ||
         strcmp(cmd, "alarm.ack") == 0)
         return alarm_command(d, cmd, req, error);
@@ -307,7 +346,8 @@ static json_t *on_command(void *ctx, const char *cmd, json_t *req, const char **
                          "uptime_ms", (json_int_t)(hc_time_now_ms() - (int64_t)d->started_ms),
                          "workers", (int)d->nworkers, "msgpack_tcp", (int)d->front.tcp_port,
                          "msgpack_udp", (int)d->front.udp_port, "data_dir", d->cfg.data_dir);
-    *error = "unknown command (try: status, stats, alarm.list, alarm.show, alarm.ack)";
+    *error = "unknown command (try: status, stats, alarm.list, alarm.show, alarm.ack,"
+             " alarm.settings)";
     return NULL;
 }
 

@@ -59,7 +59,7 @@ struct alarm {
     size_t hi;                      /* index in the heap */
 };
 
-enum cmd_kind { CMD_RAISE, CMD_ACK };
+enum cmd_kind { CMD_RAISE, CMD_ACK, CMD_SETTINGS };
 
 struct cmd {
     enum cmd_kind kind;
@@ -69,6 +69,7 @@ struct cmd {
     char *body;
     size_t len;
     int state;                      /* ack: in */
+    uint32_t repeat_ms, snooze_ms;  /* settings: in (0: keep) */
     int rc;                         /* ack: out */
     char msg[160];
     sem_t done;
@@ -101,7 +102,7 @@ struct hc_notify {
     MDB_dbi alarms_db, meta_db;
     struct { char name[HC_PUSH_NAME_MAX + 1]; int64_t at_ms; } ch[HC_NOTIFY_CHANNELS_MAX];
     unsigned n_ch;
-    int64_t repeat_ms, snooze_ms;
+    int64_t repeat_ms, snooze_ms;   /* atomic: hc_notify_settings reads them */
     uint64_t *marks;                /* [shards]: last store id taken in */
     uint64_t *marks_saved;          /* ... before the transaction under way */
     unsigned shards;
@@ -427,6 +428,16 @@ static void new_round(struct alarm *a, int64_t now)
     a->r.step = 0;
 }
 
+/* When firing alarm a is next due: its next channel's turn, if that
+ * comes before the next round, else the next round. */
+static int64_t firing_due(const struct hc_notify *n, const struct alarm *a)
+{
+    int64_t round_end = a->r.round_ms + n->repeat_ms;
+    if (a->r.step < n->n_ch && a->r.round_ms + n->ch[a->r.step].at_ms < round_end)
+        return a->r.round_ms + n->ch[a->r.step].at_ms;
+    return round_end;
+}
+
 /* a's timer is due: send every step whose time has come and set the next
  * one.  Changes go into the batch. */
 static int step(struct hc_notify *n, struct alarm *a, int64_t now)
@@ -440,23 +451,17 @@ static int step(struct hc_notify *n, struct alarm *a, int64_t now)
         new_round(a, now);
     }
     for (;;) {
-        int64_t round_end = a->r.round_ms + n->repeat_ms;
-        if (now >= round_end || a->r.round == 0)
-            new_round(a, now), round_end = now + n->repeat_ms;
-        if (a->r.step < n->n_ch && a->r.round_ms + n->ch[a->r.step].at_ms < round_end) {
-            int64_t at = a->r.round_ms + n->ch[a->r.step].at_ms;
-            if (at > now) {
-                a->r.next_ms = at;
-                return 0;
-            }
-            rc = send_to(n, a, a->r.step);
-            if (rc < 0)
-                return rc;
-            a->r.step++;
-            continue;
+        if (a->r.round == 0 || now >= a->r.round_ms + n->repeat_ms)
+            new_round(a, now);
+        int64_t at = firing_due(n, a);
+        if (at > now) {
+            a->r.next_ms = at;
+            return 0;
         }
-        a->r.next_ms = round_end;
-        return 0;
+        rc = send_to(n, a, a->r.step);  /* due and before the round's end: a channel */
+        if (rc < 0)
+            return rc;
+        a->r.step++;
     }
 }
 
@@ -595,6 +600,53 @@ static void ack(struct hc_notify *n, struct cmd *c, int64_t now)
     }
 }
 
+static const char *const setting_keys[2] = { "repeat_ms", "snooze_ms" };
+
+struct new_settings {
+    struct hc_notify *n;
+    uint32_t v[2];                  /* repeat, snooze */
+};
+
+static int write_settings(void *ctx, MDB_txn *txn)
+{
+    struct new_settings *ns = ctx;
+    for (int i = 0; i < 2; i++) {
+        MDB_val k = { strlen(setting_keys[i]), (void *)setting_keys[i] },
+                val = { sizeof(ns->v[i]), &ns->v[i] };
+        int m = mdb_put(txn, ns->n->meta_db, &k, &val, 0);
+        if (m != 0)
+            return hc_store_mdb_error(m);
+    }
+    return 0;
+}
+
+/* New repeat interval and snooze, persisted (they outlive a restart and
+ * override the configuration), applied at once: firing alarms are
+ * rescheduled; a snooze under way keeps its end. */
+static void settings(struct hc_notify *n, struct cmd *c)
+{
+    if (!c->repeat_ms)
+        c->repeat_ms = (uint32_t)n->repeat_ms;
+    if (!c->snooze_ms)
+        c->snooze_ms = (uint32_t)n->snooze_ms;
+    struct new_settings ns = { n, { c->repeat_ms, c->snooze_ms } };
+    int rc = hc_push_submit_with(n->push, NULL, 0, write_settings, &ns);
+    if (rc < 0) {
+        answer(c, rc, "could not record the settings (%s); nothing changed", hc_strerror(rc));
+        return;
+    }
+    __atomic_store_n(&n->repeat_ms, (int64_t)c->repeat_ms, __ATOMIC_RELAXED);
+    __atomic_store_n(&n->snooze_ms, (int64_t)c->snooze_ms, __ATOMIC_RELAXED);
+    for (size_t i = 0; i < n->n_heap; i++)
+        if (n->heap[i]->r.state == HC_ALARM_FIRING)
+            n->heap[i]->r.next_ms = firing_due(n, n->heap[i]);
+    heap_rebuild(n);
+    hc_info("notify", "settings changed: repeat interval %.1f s, snooze %.1f s",
+            c->repeat_ms / 1000.0, c->snooze_ms / 1000.0);
+    answer(c, 0, "repeat interval %.1f s, snooze %.1f s", c->repeat_ms / 1000.0,
+           c->snooze_ms / 1000.0);
+}
+
 /* Step every alarm that is due, in one transaction. */
 static void run_due(struct hc_notify *n, int64_t now)
 {
@@ -697,7 +749,10 @@ static void *notifier_main(void *arg)
             }
             raise_batch(n, raises, k, now);     /* in order: what came before it */
             k = 0;
-            ack(n, c, now);
+            if (c->kind == CMD_ACK)
+                ack(n, c, now);
+            else
+                settings(n, c);
         }
         raise_batch(n, raises, k, now);
         k = 0;
@@ -739,6 +794,19 @@ static int stored_state(void *ctx, MDB_txn *txn)
 static int load(void *ctx, MDB_txn *txn)
 {
     struct hc_notify *n = ctx;
+    int64_t *fields[2] = { &n->repeat_ms, &n->snooze_ms };
+    for (int i = 0; i < 2; i++) {
+        MDB_val k = { strlen(setting_keys[i]), (void *)setting_keys[i] }, v;
+        uint32_t x;
+        if (mdb_get(txn, n->meta_db, &k, &v) == 0 && v.mv_size == sizeof(x)) {
+            memcpy(&x, v.mv_data, sizeof(x));
+            if (x != *fields[i])
+                hc_info("notify", "%s is %.1f s, as last set live (the configuration says"
+                        " %.1f s)", i ? "the snooze" : "the repeat interval", x / 1000.0,
+                        (double)*fields[i] / 1000.0);
+            *fields[i] = x;
+        }
+    }
     for (unsigned s = 0; s < n->shards; s++) {
         char key[32];
         mark_key(s, key, sizeof(key));
@@ -774,6 +842,8 @@ static int load(void *ctx, MDB_txn *txn)
         a->r = r;
         if (a->r.step > n->n_ch)
             a->r.step = (uint8_t)n->n_ch;   /* fewer channels than before */
+        if (r.state == HC_ALARM_FIRING && r.round)   /* the settings may differ now */
+            a->r.next_ms = firing_due(n, a);
         memcpy(body, (const char *)v.mv_data + sizeof(r), r.body_len);
         a->body = body;
         if (r.state == HC_ALARM_FIRING)
@@ -930,32 +1000,63 @@ int hc_notify_start(struct hc_notify *n)
     return rc;
 }
 
-int hc_notify_ack(struct hc_notify *n, const char *id, int state, char *msg, size_t msglen)
+/* Send a command that wants an answer and wait for it. */
+static int call(struct hc_notify *n, struct cmd *c, char *msg, size_t msglen)
 {
-    int rc;
-    struct cmd *c = NULL;
-    if (!n->started || __atomic_load_n(&n->stop, __ATOMIC_ACQUIRE)) {
-        rc = -EAGAIN;
-        if (msglen)
-            snprintf(msg, msglen, "the notifier is not running");
-        return rc;
-    }
-    if (strlen(id) > HC_NOTIFY_ID_MAX || !(c = cmd_new(CMD_ACK, id))) {
-        if (msglen)
-            snprintf(msg, msglen, "no alarm %.40s", id);
-        return c ? -ENOMEM : -ENOENT;
-    }
-    c->state = state;
     sem_init(&c->done, 0, 0);
     enqueue(n, c);
     while (sem_wait(&c->done) < 0 && errno == EINTR)
         ;
-    rc = c->rc;
+    int rc = c->rc;
     if (msglen)
         snprintf(msg, msglen, "%s", c->msg);
     sem_destroy(&c->done);
     free(c);
     return rc;
+}
+
+static int running(struct hc_notify *n, char *msg, size_t msglen)
+{
+    if (n->started && !__atomic_load_n(&n->stop, __ATOMIC_ACQUIRE))
+        return 0;
+    if (msglen)
+        snprintf(msg, msglen, "the notifier is not running");
+    return -EAGAIN;
+}
+
+int hc_notify_ack(struct hc_notify *n, const char *id, int state, char *msg, size_t msglen)
+{
+    struct cmd *c = NULL;
+    int rc = running(n, msg, msglen);
+    if (rc < 0)
+        return rc;
+    if (strlen(id) > HC_NOTIFY_ID_MAX || !(c = cmd_new(CMD_ACK, id))) {
+        if (msglen)
+            snprintf(msg, msglen, "no alarm %.40s", id);
+        return strlen(id) > HC_NOTIFY_ID_MAX ? -ENOENT : -ENOMEM;
+    }
+    c->state = state;
+    return call(n, c, msg, msglen);
+}
+
+int hc_notify_settings(struct hc_notify *n, uint32_t repeat_ms, uint32_t snooze_ms, char *msg,
+                       size_t msglen)
+{
+    int rc = running(n, msg, msglen);
+    if (rc < 0)
+        return rc;
+    struct cmd *c = cmd_new(CMD_SETTINGS, "");
+    if (!c)
+        return -ENOMEM;
+    c->repeat_ms = repeat_ms;
+    c->snooze_ms = snooze_ms;
+    return call(n, c, msg, msglen);
+}
+
+void hc_notify_get_settings(struct hc_notify *n, uint32_t *repeat_ms, uint32_t *snooze_ms)
+{
+    *repeat_ms = (uint32_t)__atomic_load_n(&n->repeat_ms, __ATOMIC_RELAXED);
+    *snooze_ms = (uint32_t)__atomic_load_n(&n->snooze_ms, __ATOMIC_RELAXED);
 }
 
 struct walk {

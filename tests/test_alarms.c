@@ -245,6 +245,19 @@ Test(alarms, processing_snoozes_done_stops_and_bad_acks_change_nothing)
     json_decref(a);
     cr_assert_eq(daemon_stat(&d, "notify.done"), 1);
     cr_assert_eq(daemon_stat(&d, "notify.acks"), 2);
+
+    /* Settings: a bad value is refused with the configuration's message and
+     * changes nothing; a good one is answered with what is now in force. */
+    a = control("{\"cmd\":\"alarm.settings\",\"repeat_interval\":\"%s\"}", "10");
+    cr_assert(json_is_false(json_object_get(a, "ok")));
+    cr_assert(strstr(json_string_value(json_object_get(a, "error")), "add a unit"), "%s",
+              json_string_value(json_object_get(a, "error")));
+    json_decref(a);
+    a = control("{\"cmd\":\"alarm.settings\",\"snooze\":\"%s\"}", "90m");
+    cr_assert(json_is_true(json_object_get(a, "ok")));
+    cr_assert_eq(json_integer_value(json_object_get(a, "repeat_interval_ms")), 1000);
+    cr_assert_eq(json_integer_value(json_object_get(a, "snooze_ms")), 5400000);
+    json_decref(a);
 }
 
 Test(alarms, escalation_follows_priority_and_delay)

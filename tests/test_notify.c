@@ -355,3 +355,29 @@ Test(notify, a_new_round_withdraws_the_message_still_waiting_for_the_same_channe
     hr_default(rx, 200);
     cr_assert_eq(hr_wait(rx, 3, 2 * REPEAT_MS), 2, "nothing more is sent");
 }
+
+Test(notify, settings_change_live_reschedule_at_once_and_outlive_a_restart)
+{
+    n_chans = 1;
+    open_all();
+    raise_alarm(0, 1, "0-1");
+    cr_assert_eq(hr_wait(rx, 1, 5000), 1);
+    char msg[200];
+    cr_assert_eq(hc_notify_settings(notify, 400, 0, msg, sizeof(msg)), 0, "%s", msg);
+    uint32_t rep, snz;
+    hc_notify_get_settings(notify, &rep, &snz);
+    cr_assert_eq(rep, 400);
+    cr_assert_eq(snz, SNOOZE_MS, "0 keeps the snooze");
+    cr_assert_eq(hr_wait(rx, 2, REPEAT_MS - 300), 2, "the shorter interval applies at once");
+    struct hr_request a, b;
+    cr_assert_eq(hr_get(rx, 0, &a), 0);
+    cr_assert_eq(hr_get(rx, 1, &b), 0);
+    cr_assert_geq(b.at_ns - a.at_ns, ms_ns(400) - EARLY_NS);
+    hr_request_free(&a);
+    hr_request_free(&b);
+    close_all();
+    open_all();                     /* the options say REPEAT_MS again */
+    hc_notify_get_settings(notify, &rep, &snz);
+    cr_assert_eq(rep, 400, "the live setting outlives the restart");
+    cr_assert_eq(snz, SNOOZE_MS);
+}

@@ -131,6 +131,15 @@ int hc_notify_start(struct hc_notify *n);
  * gets a one-line explanation either way. */
 int hc_notify_ack(struct hc_notify *n, const char *id, int state, char *msg, size_t msglen);
 
+/* Change the repeat interval and the snooze live (0: keep that one); waits
+ * for the notifier, which persists them (they then override the
+ * configuration at every start) and reschedules the firing alarms at once;
+ * a snooze under way keeps its end.  0 or a negative error, with msg. */
+int hc_notify_settings(struct hc_notify *n, uint32_t repeat_ms, uint32_t snooze_ms, char *msg,
+                       size_t msglen);
+/* The settings in force. */
+void hc_notify_get_settings(struct hc_notify *n, uint32_t *repeat_ms, uint32_t *snooze_ms);
+
 /* Call fn for every stored alarm (open or done), in id order; fn returning
  * non-zero stops the walk and is returned. */
 int hc_notify_list(struct hc_notify *n,
