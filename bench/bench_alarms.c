@@ -98,10 +98,10 @@ static int run(unsigned n, unsigned pace_us, double *rate, double *p50, double *
     struct hc_notify_options no = { .channels = &ch, .n_channels = 1, .shards = 1 };
     struct hc_push *p;
     struct hc_notify *nt;
-    if (hc_push_open(&p, &po) < 0 || hc_push_start(p) < 0)
+    if (hc_push_open(&p, &po) < 0)
         return -1;
     no.push = p;
-    if (hc_notify_open(&nt, &no) < 0 || hc_notify_start(nt) < 0)
+    if (hc_notify_open(&nt, &no) < 0 || hc_push_start(p) < 0 || hc_notify_start(nt) < 0)
         return -1;
     uint64_t *raised = calloc(n + 1, sizeof(*raised));
     double *lat = calloc(n, sizeof(*lat));

@@ -427,6 +427,14 @@ static int open_delivery(struct daemon *d)
         return rc;
     for (unsigned i = 0; i < d->nworkers; i++) {
         struct hc_worker *w = &d->workers[i];
+        /* After a kill -9 the shard's last commits may be in the page
+         * cache only: make them durable before the notifier's mark moves
+         * past them, or a power loss could reuse their ids. */
+        rc = hc_store_sync(w->store);
+        if (rc < 0) {
+            hc_error("main", "syncing shard %u: %s", i, hc_strerror(rc));
+            return rc;
+        }
         w->handed_id = hc_notify_mark(d->notify, i);
         rc = hc_notify_raise_from(d->notify, i, w->store, &w->handed_id);
         if (rc < 0) {

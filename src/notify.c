@@ -57,6 +57,7 @@ struct alarm {
     char id[HC_NOTIFY_ID_MAX + 1];
     char *body;
     size_t hi;                      /* index in the heap */
+    uint64_t batch;                 /* the batch that last touched it */
 };
 
 enum cmd_kind { CMD_RAISE, CMD_ACK, CMD_SETTINGS };
@@ -68,6 +69,7 @@ struct cmd {
     uint64_t store_id;
     char *body;
     size_t len;
+    int taken;                      /* raise: its alarm was made (take_in) */
     int state;                      /* ack: in */
     uint32_t repeat_ms, snooze_ms;  /* settings: in (0: keep) */
     int rc;                         /* ack: out */
@@ -95,6 +97,7 @@ struct batch {
     uint64_t *cancel;               /* outbox seqs to withdraw */
     size_t n_cancel, cap_cancel;
     int marks;                      /* write the shard marks too */
+    uint64_t serial;                /* this batch's number, from 1 */
 };
 
 struct hc_notify {
@@ -105,6 +108,7 @@ struct hc_notify {
     int64_t repeat_ms, snooze_ms;   /* atomic: hc_notify_settings reads them */
     uint64_t *marks;                /* [shards]: last store id taken in */
     uint64_t *marks_saved;          /* ... before the transaction under way */
+    uint8_t *gap;                   /* [shards]: a raise was dropped, see drop_raise */
     unsigned shards;
 
     struct ck_ring ring;
@@ -280,12 +284,12 @@ static int arec_of(const MDB_val *v, struct arec *r)
 static int touch(struct hc_notify *n, struct alarm *a)
 {
     struct batch *b = &n->b;
-    for (size_t i = 0; i < b->n; i++)
-        if (b->t[i].a == a)
-            return 0;
+    if (a->batch == b->serial)
+        return 0;
     if (grow(&b->t, &b->cap, b->n, sizeof(*b->t)) < 0)
         return -ENOMEM;
     b->t[b->n++] = (struct touched){ a, a->r };
+    a->batch = b->serial;
     return 0;
 }
 
@@ -377,6 +381,7 @@ static void batch_clear(struct hc_notify *n)
         free((void *)b->msgs[i].body);
     b->n = b->n_msgs = b->n_cancel = 0;
     b->marks = 0;
+    b->serial++;
 }
 
 /* Commit the batch.  On failure every touched alarm gets its saved record
@@ -484,14 +489,15 @@ static int take_in(struct hc_notify *n, struct cmd **cmds, size_t k, int64_t now
     memcpy(n->marks_saved, n->marks, n->shards * sizeof(*n->marks));
     for (size_t i = 0; rc == 0 && i < k; i++) {
         struct cmd *c = cmds[i];
-        if (c->shard >= n->shards || c->store_id <= n->marks[c->shard])
-            continue;           /* taken in already */
+        if (c->shard >= n->shards || c->store_id <= n->marks[c->shard] || n->gap[c->shard])
+            continue;           /* taken in already, or after a gap (drop_raise) */
         struct alarm *a = calloc(1, sizeof(*a));
         if (!a) {
             rc = -ENOMEM;
             break;
         }
         fresh[nf++] = a;
+        c->taken = 1;
         snprintf(a->id, sizeof(a->id), "%s", c->id);
         a->body = c->body;      /* owned by c until the commit */
         a->r = (struct arec){ .magic = AREC_MAGIC, .state = HC_ALARM_FIRING,
@@ -508,15 +514,16 @@ static int take_in(struct hc_notify *n, struct cmd **cmds, size_t k, int64_t now
         batch_clear(n);
     if (rc < 0) {
         memcpy(n->marks, n->marks_saved, n->shards * sizeof(*n->marks));
+        for (size_t i = 0; i < k; i++)
+            cmds[i]->taken = 0;
         for (size_t i = 0; i < nf; i++)
             free(fresh[i]);     /* not the body: the command keeps it */
         free(fresh);
         return rc;
     }
     for (size_t i = 0; i < k; i++)
-        for (size_t j = 0; j < nf; j++)
-            if (fresh[j]->body == cmds[i]->body)
-                cmds[i]->body = NULL;
+        if (cmds[i]->taken)
+            cmds[i]->body = NULL;   /* the alarm owns it now */
     for (size_t i = 0; i < nf; i++) {
         heap_add(n, fresh[i]);
         hc_info("notify", "alarm %s raised", fresh[i]->id);
@@ -693,13 +700,27 @@ static void cmd_free(struct cmd *c)
     free(c);
 }
 
+/* A raise that cannot even be queued (out of memory).  Its shard takes
+ * nothing more until the next start, so the shard's mark stays before it
+ * and the start-up hand-over brings it, and the rest, in order. */
+static void drop_raise(struct hc_notify *n, struct cmd *c)
+{
+    if (c->shard < n->shards && !n->gap[c->shard])
+        hc_error("notify", "out of memory taking in alarm %s; shard %u's alarms from it on"
+                 " are taken in at the next start", c->id, c->shard);
+    if (c->shard < n->shards)
+        n->gap[c->shard] = 1;
+    cmd_free(c);
+}
+
 static void raise_batch(struct hc_notify *n, struct cmd **raises, size_t k, int64_t now)
 {
     if (k == 0)
         return;
     if (take_in(n, raises, k, now) < 0) {
         for (size_t i = 0; i < k; i++)
-            push_cmd(&n->retry, &n->n_retry, &n->cap_retry, raises[i]);
+            if (push_cmd(&n->retry, &n->n_retry, &n->cap_retry, raises[i]) < 0)
+                drop_raise(n, raises[i]);
         n->retry_at = now + RETRY_MS;
         return;
     }
@@ -714,11 +735,8 @@ static void add_raise(struct hc_notify *n, struct cmd ***raises, size_t *k, size
 {
     int rc = n->n_retry ? push_cmd(&n->retry, &n->n_retry, &n->cap_retry, c)
                         : push_cmd(raises, k, cap, c);
-    if (rc < 0) {
-        hc_error("notify", "out of memory taking in alarm %s; it is taken in after a restart",
-                 c->id);
-        cmd_free(c);
-    }
+    if (rc < 0)
+        drop_raise(n, c);
 }
 
 static void *notifier_main(void *arg)
@@ -832,7 +850,7 @@ static int load(void *ctx, MDB_txn *txn)
             continue;
         struct alarm *a = calloc(1, sizeof(*a));
         char *body = malloc(r.body_len ? r.body_len : 1);
-        if (!a || !body || heap_add(n, a) < 0) {
+        if (!a || !body) {
             free(a);
             free(body);
             rc = -ENOMEM;
@@ -846,6 +864,11 @@ static int load(void *ctx, MDB_txn *txn)
             a->r.next_ms = firing_due(n, a);
         memcpy(body, (const char *)v.mv_data + sizeof(r), r.body_len);
         a->body = body;
+        if (heap_add(n, a) < 0) {   /* keyed by next_ms: only now that it is set */
+            alarm_free(a);
+            rc = -ENOMEM;
+            break;
+        }
         if (r.state == HC_ALARM_FIRING)
             n->st.firing++;
         else
@@ -869,6 +892,7 @@ int hc_notify_open(struct hc_notify **out, const struct hc_notify_options *o)
         return -ENOMEM;
     pthread_mutex_init(&n->mu, NULL);
     n->wake.fd = -1;
+    n->b.serial = 1;                /* alarms start untouched (batch 0) */
     n->push = o->push;
     n->repeat_ms = o->repeat_ms ? o->repeat_ms : 600000;
     n->snooze_ms = o->snooze_ms ? o->snooze_ms : 7200000;
@@ -891,8 +915,10 @@ int hc_notify_open(struct hc_notify **out, const struct hc_notify_options *o)
                 (double)n->repeat_ms / 1000.0);
     n->marks = calloc(n->shards, sizeof(*n->marks));
     n->marks_saved = calloc(n->shards, sizeof(*n->marks));
+    n->gap = calloc(n->shards, sizeof(*n->gap));
     n->rbuf = calloc(RING_SIZE, sizeof(*n->rbuf));
-    int rc = n->marks && n->marks_saved && n->rbuf ? hc_wake_init(&n->wake) : -ENOMEM;
+    int rc = n->marks && n->marks_saved && n->gap && n->rbuf ? hc_wake_init(&n->wake)
+                                                              : -ENOMEM;
     if (rc == 0)
         rc = hc_push_db(n->push, "alarms", &n->alarms_db);
     if (rc == 0)
@@ -1158,6 +1184,7 @@ void hc_notify_close(struct hc_notify *n)
     free(n->heap);
     free(n->marks);
     free(n->marks_saved);
+    free(n->gap);
     free(n->rbuf);
     hc_wake_free(&n->wake);
     pthread_mutex_destroy(&n->mu);

@@ -288,8 +288,9 @@ static void hand_over(struct hc_worker *w, const char *who)
     if (!w->notify)
         return;
     int rc = hc_notify_raise_from(w->notify, w->id, w->store, &w->handed_id);
-    if (rc < 0)
+    if (rc < 0 && !w->rehand)
         hc_error(who, "handing alarms to the notifier: %s; trying again", hc_strerror(rc));
+    w->rehand = rc < 0;             /* then every commit interval tries again */
 }
 
 /* Append alarms committed to the store but not yet to alarms.log, in id
@@ -444,7 +445,7 @@ static uint64_t pending(const struct hc_worker *w)
 static void flush_alarms(struct hc_worker *w, int force)
 {
     char who[32];
-    if (!w->unsynced && !w->relog)
+    if (!w->unsynced && !w->relog && !w->rehand)
         return;
     if (w->unsynced && !force && mono_ms() < w->alarm_sync_due)
         return;
@@ -457,6 +458,8 @@ static void flush_alarms(struct hc_worker *w, int force)
             return;
         }
         w->unsynced = 0;
+        hand_over(w, who);
+    } else if (w->rehand) {
         hand_over(w, who);
     }
     relog_from_store(w, who);

@@ -70,11 +70,11 @@ static void open_all(void)
     struct hc_push_options po = { .dir = dir, .endpoints = eps, .n_endpoints = 3,
                                   .retry_ms = retry_ms, .n_retry = 1, .jitter = 0 };
     cr_assert_eq(hc_push_open(&push, &po), 0);
-    cr_assert_eq(hc_push_start(push), 0);
     struct hc_notify_options no = { .push = push, .channels = chans, .n_channels = n_chans,
                                     .repeat_ms = REPEAT_MS, .snooze_ms = SNOOZE_MS,
                                     .shards = 2 };
-    cr_assert_eq(hc_notify_open(&notify, &no), 0);
+    cr_assert_eq(hc_notify_open(&notify, &no), 0);  /* its databases before threads */
+    cr_assert_eq(hc_push_start(push), 0);
     cr_assert_eq(hc_notify_start(notify), 0);
 }
 
@@ -380,4 +380,23 @@ Test(notify, settings_change_live_reschedule_at_once_and_outlive_a_restart)
     hc_notify_get_settings(notify, &rep, &snz);
     cr_assert_eq(rep, 400, "the live setting outlives the restart");
     cr_assert_eq(snz, SNOOZE_MS);
+}
+
+Test(notify, after_a_restart_every_open_alarm_keeps_its_own_timer)
+{
+    chans[1].delay_ms = 600;        /* sms 600 ms into the round */
+    open_all();
+    uint64_t t_raise = hc_time_mono_ns();
+    raise_alarm(0, 1, "0-1");
+    raise_alarm(0, 2, "0-2");
+    cr_assert_eq(hr_wait(rx, 2, 5000), 2);
+    ack_ok("0-2", HC_ALARM_PROCESSING);     /* quiet until ~1000 ms */
+    close_all();
+    unsigned before = hr_count(rx);
+    cr_assert_eq(before, 2, "the restart came before 0-2's escalation");
+    open_all();                     /* 0-2, loaded last, is due after 0-1 */
+    cr_assert_geq(hr_wait(rx, 3, 5000), 3);
+    struct hr_request r = request(2, "0-1", "sms", 1);
+    cr_assert_lt(r.at_ns - t_raise, ms_ns(900), "0-1 escalated on its own time, not 0-2's");
+    hr_request_free(&r);
 }

@@ -57,8 +57,8 @@ int hc_alarm_state_parse(const char *s);
 
 struct hc_notify_channel {
     const char *name;               /* a push endpoint of the same name */
-    uint32_t delay_ms;              /* after the previous channel (the first: after
-                                       the round starts, normally 0) */
+    uint32_t delay_ms;              /* after the previous channel; the first
+                                       channel's is ignored: it goes at once */
 };
 
 struct hc_notify_options {
@@ -110,7 +110,8 @@ uint64_t hc_notify_mark(const struct hc_notify *n, unsigned shard);
  * alarm is queued directly (start-up catch-up, one thread); after it, it
  * goes through the command ring, waiting for room if the ring is full.
  * Alarms of one shard must be handed over in id order.  An alarm already
- * taken in is ignored.  0 or -ENOMEM. */
+ * taken in is ignored.  0, -ENOMEM, or -EINVAL for an id longer than
+ * HC_NOTIFY_ID_MAX. */
 int hc_notify_raise(struct hc_notify *n, unsigned shard, uint64_t store_id, const char *id,
                     const char *body, size_t len);
 
@@ -140,12 +141,13 @@ int hc_notify_settings(struct hc_notify *n, uint32_t repeat_ms, uint32_t snooze_
 /* The settings in force. */
 void hc_notify_get_settings(struct hc_notify *n, uint32_t *repeat_ms, uint32_t *snooze_ms);
 
-/* Call fn for every stored alarm (open or done), in id order; fn returning
- * non-zero stops the walk and is returned. */
+/* Call fn for every stored alarm (open or done), in the byte order of
+ * their ids ("0-10" before "0-9"); fn returning non-zero stops the walk
+ * and is returned. */
 int hc_notify_list(struct hc_notify *n,
                    int (*fn)(void *ctx, const struct hc_notify_alarm *a), void *ctx);
 
-/* Call fn for alarm id: 0, or -ENOENT. */
+/* Call fn for alarm id: 0, -ENOENT, or a store error. */
 int hc_notify_get(struct hc_notify *n, const char *id,
                   int (*fn)(void *ctx, const struct hc_notify_alarm *a), void *ctx);
 

@@ -56,6 +56,7 @@ struct hc_worker {
     int alarm_log_fd;
     struct hc_notify *notify;       /* durable alarms go there; NULL: none */
     uint64_t handed_id;             /* last alarm id handed to the notifier */
+    int rehand;                     /* handing over failed: try again */
 
     struct hc_detector det;
     struct hc_vtable vt;
