@@ -1126,6 +1126,20 @@ static int opt_check(const struct opt *o, const void *base, const char *section,
 }
 
 /* Every channel's ranges and required keys (the rows without a default). */
+int hc_config_remove_channel(struct hc_config *c, const char *name)
+{
+    for (unsigned i = 0; i < c->n_channels; i++) {
+        if (strcmp(c->channels[i].name, name) != 0)
+            continue;
+        memmove(&c->channels[i], &c->channels[i + 1],
+                (c->n_channels - i - 1) * sizeof(c->channels[0]));
+        c->n_channels--;
+        OPENSSL_cleanse(&c->channels[c->n_channels], sizeof(c->channels[0]));
+        return 0;           /* zero-filled again: configs still compare with memcmp */
+    }
+    return -ENOENT;
+}
+
 static int check_channels(const struct hc_config *c, char *err, size_t errlen)
 {
     char section[64];
@@ -1407,6 +1421,13 @@ void hc_config_markdown(FILE *f)
         "\n"
         "`--data-dir DIR` is the same as `--set core.data_dir=DIR`.\n"
         "`hubcapd --help` lists every key with its default and range.\n"
+        "\n"
+        "Channels and the `[alarm]` keys can also be changed while hubcapd runs,\n"
+        "through the control socket (`channel.set`, `channel.remove`,\n"
+        "`alarm.settings`). Such a change is checked like a configured value,\n"
+        "kept in `<data_dir>/settings` and applied at every later start after\n"
+        "the file and `--set`, so it wins over them. Delete `<data_dir>/settings`\n"
+        "to drop every live change.\n"
         "\n"
         "A bad key or value stops hubcapd before it starts, changes nothing, and\n"
         "says where the problem is:\n"

@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -36,6 +37,7 @@
 #include "hubcap/log.h"
 #include "hubcap/notify.h"
 #include "hubcap/push.h"
+#include "hubcap/settings.h"
 #include "hubcap/store.h"
 #include "hubcap/timefmt.h"
 #include "hubcap/worker.h"
@@ -54,6 +56,7 @@ struct daemon {
     int alarm_fd, lock_fd;
     struct hc_push *push;
     struct hc_notify *notify;
+    struct hc_settings *settings;   /* live changes, kept across restarts */
     struct hc_ctl ctl;
     char ctl_error[256];            /* the last refusal's text (main thread) */
     uint64_t started_ms;
@@ -305,20 +308,30 @@ static json_t *alarm_settings(struct daemon *d, json_t *req, const char **error)
         return NULL;
     }
     memcpy(c, &d->cfg, sizeof(*c));
+    char set[2][128];
+    const char *sets[2];
+    size_t n_set = 0;
     for (int i = 0; i < 2; i++) {
         json_t *x = json_object_get(req, keys[i]);
-        char set[128];
         if (!x)
             continue;
-        snprintf(set, sizeof(set), "alarm.%s=%s", keys[i],
+        snprintf(set[n_set], sizeof(set[0]), "alarm.%s=%s", keys[i],
                  json_is_string(x) ? json_string_value(x) : "(not a string)");
-        if (hc_config_set(c, set, d->ctl_error, sizeof(d->ctl_error)) < 0) {
+        sets[n_set] = set[n_set];
+        if (hc_config_set(c, sets[n_set++], d->ctl_error, sizeof(d->ctl_error)) < 0) {
             free(c);
             *error = d->ctl_error;
             return NULL;
         }
         v[i] = i ? c->snooze_ms : c->repeat_interval_ms;
     }
+    if (n_set && hc_settings_save(d->settings, sets, n_set) < 0) {
+        free(c);
+        *error = "cannot keep the settings (see the daemon's log); nothing changed";
+        return NULL;
+    }
+    if (n_set)
+        memcpy(&d->cfg, c, sizeof(*c));
     free(c);
     if ((v[0] || v[1]) &&
         hc_notify_settings(d->notify, v[0], v[1], d->ctl_error, sizeof(d->ctl_error)) < 0) {
@@ -330,11 +343,133 @@ static json_t *alarm_settings(struct daemon *d, json_t *req, const char **error)
                      (json_int_t)v[1]);
 }
 
+/* The configured channels as push endpoints and notifier channels. */
+static void channels_of(const struct hc_config *c, struct hc_push_endpoint *eps,
+                        struct hc_notify_channel *chans)
+{
+    memset(eps, 0, HC_CONFIG_CHANNELS_MAX * sizeof(*eps));
+    for (unsigned i = 0; i < c->n_channels; i++) {
+        const struct hc_config_channel *ch = &c->channels[i];
+        snprintf(eps[i].name, sizeof(eps[i].name), "%s", ch->name);
+        snprintf(eps[i].url, sizeof(eps[i].url), "%s", ch->url);
+        /* The configuration checked both secrets already. */
+        eps[i].n_secrets = hc_webhook_secret_parse(ch->secret, &eps[i].secrets[0]) == 0;
+        if (ch->secret_next[0] &&
+            hc_webhook_secret_parse(ch->secret_next, &eps[i].secrets[eps[i].n_secrets]) == 0)
+            eps[i].n_secrets++;
+        chans[i] = (struct hc_notify_channel){ eps[i].name, ch->delay_ms };
+    }
+}
+
+/* The channels as the control socket shows them: never their secrets. */
+static json_t *channel_list(struct daemon *d)
+{
+    json_t *arr = json_array();
+    for (unsigned i = 0; i < d->cfg.n_channels; i++) {
+        const struct hc_config_channel *ch = &d->cfg.channels[i];
+        json_array_append_new(arr, json_pack(
+            "{s:s, s:s, s:i, s:I, s:b, s:b}", "name", ch->name, "url", ch->url,
+            "priority", (int)ch->priority, "delay_ms", (json_int_t)ch->delay_ms,
+            "rotating", ch->secret_next[0] != 0,
+            "disabled", hc_push_endpoint_disabled(d->push, ch->name)));
+    }
+    return json_pack("{s:o}", "channels", arr);
+}
+
+/* "channel.set" {name, url, secret, secret_next, delay, priority}: add a
+ * channel or change some of its keys; "channel.remove" {name}.  Checked by
+ * the configuration's own code on a copy (a new channel needs url and
+ * secret), kept in the settings store, then applied: push endpoints before
+ * the notifier's list on the way in, after it on the way out. */
+static json_t *channel_command(struct daemon *d, const char *cmd, json_t *req,
+                               const char **error)
+{
+    static const char *const keys[] = { "url", "secret", "secret_next", "delay", "priority" };
+    const char *name = json_string_value(json_object_get(req, "name"));
+    struct hc_config *c = malloc(sizeof(*c));
+    char set[5][700];
+    const char *sets[5];
+    size_t n_set = 0;
+    int removing = strcmp(cmd, "channel.remove") == 0, rc = 0;
+    *error = NULL;
+    if (!c) {
+        *error = "out of memory";
+        return NULL;
+    }
+    memcpy(c, &d->cfg, sizeof(*c));
+    if (!name) {
+        *error = "missing \"name\": the channel's name";
+    } else if (removing) {
+        if (hc_config_remove_channel(c, name) < 0) {
+            snprintf(d->ctl_error, sizeof(d->ctl_error), "no channel %.40s", name);
+            *error = d->ctl_error;
+        }
+    } else {
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && !*error; i++) {
+            json_t *x = json_object_get(req, keys[i]);
+            if (!x)
+                continue;
+            char num[32];
+            if (json_is_integer(x))
+                snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(x));
+            snprintf(set[n_set], sizeof(set[0]), "channel.%s.%s=%s", name, keys[i],
+                     json_is_string(x) ? json_string_value(x) : json_is_integer(x) ? num : "?");
+            sets[n_set] = set[n_set];
+            if (hc_config_set(c, sets[n_set++], d->ctl_error, sizeof(d->ctl_error)) < 0)
+                *error = d->ctl_error;
+        }
+        if (!*error && n_set == 0)
+            *error = "nothing to set: give url, secret, secret_next, delay or priority";
+    }
+    if (!*error && hc_config_finish(c, d->ctl_error, sizeof(d->ctl_error)) < 0)
+        *error = d->ctl_error;
+    if (!*error) {
+        rc = removing ? hc_settings_remove_channel(d->settings, name)
+                      : hc_settings_save(d->settings, sets, n_set);
+        if (rc < 0)
+            *error = "cannot keep the change (see the daemon's log); nothing changed";
+    }
+    struct hc_push_endpoint eps[HC_CONFIG_CHANNELS_MAX];
+    struct hc_notify_channel chans[HC_CONFIG_CHANNELS_MAX];
+    if (!*error) {
+        channels_of(c, eps, chans);
+        for (unsigned i = 0; rc == 0 && !removing && i < c->n_channels; i++)
+            if (strcmp(eps[i].name, name) == 0)
+                rc = hc_push_endpoint_set(d->push, &eps[i]);
+        if (rc == 0)
+            rc = hc_notify_channels(d->notify, chans, c->n_channels, d->ctl_error,
+                                    sizeof(d->ctl_error));
+        if (rc == 0 && removing)
+            rc = hc_push_endpoint_remove(d->push, name);
+        if (rc < 0) {
+            if (rc == -ENOSPC)
+                snprintf(d->ctl_error, sizeof(d->ctl_error), "at most %d channel names in"
+                         " one run (removed ones count until a restart)",
+                         HC_CONFIG_CHANNELS_MAX);
+            *error = d->ctl_error;
+            hc_error("main", "channel %s: %s (kept for the next start)", name, d->ctl_error);
+        }
+        memcpy(&d->cfg, c, sizeof(*c));
+        OPENSSL_cleanse(eps, sizeof(eps));
+    }
+    OPENSSL_cleanse(set, sizeof(set));
+    OPENSSL_cleanse(c, sizeof(*c));
+    free(c);
+    if (*error)
+        return NULL;
+    hc_info("main", "channel %s %s", name, removing ? "removed" : "set");
+    return channel_list(d);
+}
+
 static json_t *on_command(void *ctx, const char *cmd, json_t *req, const char **error)
 {
     struct daemon *d = ctx;
     if (strcmp(cmd, "alarm.settings") == 0)
         return alarm_settings(d, req, error);
+    if (strcmp(cmd, "channel.list") == 0)
+        return channel_list(d);
+    if (strcmp(cmd, "channel.set") == 0 || strcmp(cmd, "channel.remove") == 0)
+        return channel_command(d, cmd, req, error);
     if (strcmp(cmd, "alarm.list") == 0 || strcmp(cmd, "alarm.show") == 0 ||
         strcmp(cmd, "alarm.ack") == 0)
         return alarm_command(d, cmd, req, error);
@@ -347,7 +482,7 @@ static json_t *on_command(void *ctx, const char *cmd, json_t *req, const char **
                          "workers", (int)d->nworkers, "msgpack_tcp", (int)d->front.tcp_port,
                          "msgpack_udp", (int)d->front.udp_port, "data_dir", d->cfg.data_dir);
     *error = "unknown command (try: status, stats, alarm.list, alarm.show, alarm.ack,"
-             " alarm.settings)";
+             " alarm.settings, channel.list, channel.set, channel.remove)";
     return NULL;
 }
 
@@ -395,18 +530,7 @@ static int open_delivery(struct daemon *d)
     struct hc_push_endpoint eps[HC_CONFIG_CHANNELS_MAX];
     struct hc_notify_channel chans[HC_CONFIG_CHANNELS_MAX];
     char dir[HC_CONFIG_PATH_MAX + 16];
-    memset(eps, 0, sizeof(eps));
-    for (unsigned i = 0; i < c->n_channels; i++) {
-        const struct hc_config_channel *ch = &c->channels[i];
-        snprintf(eps[i].name, sizeof(eps[i].name), "%s", ch->name);
-        snprintf(eps[i].url, sizeof(eps[i].url), "%s", ch->url);
-        /* The configuration checked both secrets already. */
-        eps[i].n_secrets = hc_webhook_secret_parse(ch->secret, &eps[i].secrets[0]) == 0;
-        if (ch->secret_next[0] &&
-            hc_webhook_secret_parse(ch->secret_next, &eps[i].secrets[eps[i].n_secrets]) == 0)
-            eps[i].n_secrets++;
-        chans[i] = (struct hc_notify_channel){ eps[i].name, ch->delay_ms };
-    }
+    channels_of(c, eps, chans);
     snprintf(dir, sizeof(dir), "%s/outbox", c->data_dir);
     struct hc_push_options po = {
         .dir = dir, .endpoints = eps, .n_endpoints = c->n_channels,
@@ -509,6 +633,20 @@ static int start(struct daemon *d)
                  " --data-dir", d->cfg.data_dir, path);
         return -EBUSY;
     }
+    /* Settings changed live in an earlier run win over file and --set. */
+    rc = hc_settings_open(&d->settings, d->cfg.data_dir);
+    if (rc < 0)
+        return rc;
+    char err[512];
+    int kept = hc_settings_apply(d->settings, &d->cfg, err, sizeof(err));
+    if (kept < 0 || hc_config_finish(&d->cfg, err, sizeof(err)) < 0) {
+        hc_error("main", "a setting changed live in an earlier run is refused now: %s"
+                 " (delete %s/settings to drop every live change)", err, d->cfg.data_dir);
+        return -EINVAL;
+    }
+    if (kept > 0)
+        hc_info("main", "%d settings changed live in earlier runs applied (they win over the"
+                " configuration)", kept);
     snprintf(path, sizeof(path), "%s/alarms.log", d->cfg.data_dir);
     d->alarm_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (d->alarm_fd < 0) {
@@ -701,6 +839,7 @@ int main(int argc, char **argv)
     hc_front_close(&d.front);
     hc_notify_close(d.notify);
     hc_push_close(d.push);
+    hc_settings_close(d.settings);
     for (unsigned i = 0; i < d.nworkers; i++) {
         hc_worker_close(&d.workers[i]);
         hc_ring_free(&d.rings[i]);

@@ -60,7 +60,12 @@ struct alarm {
     uint64_t batch;                 /* the batch that last touched it */
 };
 
-enum cmd_kind { CMD_RAISE, CMD_ACK, CMD_SETTINGS };
+enum cmd_kind { CMD_RAISE, CMD_ACK, CMD_SETTINGS, CMD_CHANNELS };
+
+struct chan {
+    char name[HC_PUSH_NAME_MAX + 1];
+    int64_t at_ms;                  /* after the round starts */
+};
 
 struct cmd {
     enum cmd_kind kind;
@@ -72,6 +77,8 @@ struct cmd {
     int taken;                      /* raise: its alarm was made (take_in) */
     int state;                      /* ack: in */
     uint32_t repeat_ms, snooze_ms;  /* settings: in (0: keep) */
+    struct chan ch[HC_NOTIFY_CHANNELS_MAX];     /* channels: in */
+    unsigned n_ch;
     int rc;                         /* ack: out */
     char msg[160];
     sem_t done;
@@ -103,7 +110,7 @@ struct batch {
 struct hc_notify {
     struct hc_push *push;
     MDB_dbi alarms_db, meta_db;
-    struct { char name[HC_PUSH_NAME_MAX + 1]; int64_t at_ms; } ch[HC_NOTIFY_CHANNELS_MAX];
+    struct chan ch[HC_NOTIFY_CHANNELS_MAX];
     unsigned n_ch;
     int64_t repeat_ms, snooze_ms;   /* atomic: hc_notify_settings reads them */
     uint64_t *marks;                /* [shards]: last store id taken in */
@@ -384,6 +391,14 @@ static void batch_clear(struct hc_notify *n)
     b->serial++;
 }
 
+/* Give every touched alarm its saved record back and drop the batch. */
+static void batch_abort(struct hc_notify *n)
+{
+    for (size_t i = 0; i < n->b.n; i++)
+        n->b.t[i].a->r = n->b.t[i].saved;
+    batch_clear(n);
+}
+
 /* Commit the batch.  On failure every touched alarm gets its saved record
  * back and the error is returned; the caller decides what to retry. */
 static int batch_commit(struct hc_notify *n)
@@ -394,8 +409,6 @@ static int batch_commit(struct hc_notify *n)
     int rc = hc_push_submit_with(n->push, b->msgs, b->n_msgs, batch_write, n);
     pthread_mutex_lock(&n->mu);
     if (rc < 0) {
-        for (size_t i = 0; i < b->n; i++)
-            b->t[i].a->r = b->t[i].saved;
         n->st.errors++;
     } else {
         n->st.messages += b->n_msgs;
@@ -417,10 +430,13 @@ static int batch_commit(struct hc_notify *n)
         }
     }
     pthread_mutex_unlock(&n->mu);
-    if (rc < 0)
+    if (rc < 0) {
         hc_error("notify", "writing %zu alarm changes and %zu messages: %s; trying again in"
                  " %d ms", b->n, b->n_msgs, hc_strerror(rc), RETRY_MS);
-    batch_clear(n);
+        batch_abort(n);
+    } else {
+        batch_clear(n);
+    }
     return rc;
 }
 
@@ -607,51 +623,71 @@ static void ack(struct hc_notify *n, struct cmd *c, int64_t now)
     }
 }
 
-static const char *const setting_keys[2] = { "repeat_ms", "snooze_ms" };
-
-struct new_settings {
-    struct hc_notify *n;
-    uint32_t v[2];                  /* repeat, snooze */
-};
-
-static int write_settings(void *ctx, MDB_txn *txn)
+/* Reschedule every firing alarm after the settings or channels changed. */
+static void reschedule(struct hc_notify *n)
 {
-    struct new_settings *ns = ctx;
-    for (int i = 0; i < 2; i++) {
-        MDB_val k = { strlen(setting_keys[i]), (void *)setting_keys[i] },
-                val = { sizeof(ns->v[i]), &ns->v[i] };
-        int m = mdb_put(txn, ns->n->meta_db, &k, &val, 0);
-        if (m != 0)
-            return hc_store_mdb_error(m);
-    }
-    return 0;
-}
-
-/* New repeat interval and snooze, persisted (they outlive a restart and
- * override the configuration), applied at once: firing alarms are
- * rescheduled; a snooze under way keeps its end. */
-static void settings(struct hc_notify *n, struct cmd *c)
-{
-    if (!c->repeat_ms)
-        c->repeat_ms = (uint32_t)n->repeat_ms;
-    if (!c->snooze_ms)
-        c->snooze_ms = (uint32_t)n->snooze_ms;
-    struct new_settings ns = { n, { c->repeat_ms, c->snooze_ms } };
-    int rc = hc_push_submit_with(n->push, NULL, 0, write_settings, &ns);
-    if (rc < 0) {
-        answer(c, rc, "could not record the settings (%s); nothing changed", hc_strerror(rc));
-        return;
-    }
-    __atomic_store_n(&n->repeat_ms, (int64_t)c->repeat_ms, __ATOMIC_RELAXED);
-    __atomic_store_n(&n->snooze_ms, (int64_t)c->snooze_ms, __ATOMIC_RELAXED);
     for (size_t i = 0; i < n->n_heap; i++)
-        if (n->heap[i]->r.state == HC_ALARM_FIRING)
+        if (n->heap[i]->r.state == HC_ALARM_FIRING && n->heap[i]->r.round)
             n->heap[i]->r.next_ms = firing_due(n, n->heap[i]);
     heap_rebuild(n);
+}
+
+/* New repeat interval and snooze, at once: firing alarms are rescheduled;
+ * a snooze under way keeps its end.  (hubcapd keeps them across restarts,
+ * settings.h.) */
+static void settings(struct hc_notify *n, struct cmd *c)
+{
+    if (c->repeat_ms)
+        __atomic_store_n(&n->repeat_ms, (int64_t)c->repeat_ms, __ATOMIC_RELAXED);
+    if (c->snooze_ms)
+        __atomic_store_n(&n->snooze_ms, (int64_t)c->snooze_ms, __ATOMIC_RELAXED);
+    reschedule(n);
     hc_info("notify", "settings changed: repeat interval %.1f s, snooze %.1f s",
-            c->repeat_ms / 1000.0, c->snooze_ms / 1000.0);
-    answer(c, 0, "repeat interval %.1f s, snooze %.1f s", c->repeat_ms / 1000.0,
-           c->snooze_ms / 1000.0);
+            (double)n->repeat_ms / 1000.0, (double)n->snooze_ms / 1000.0);
+    answer(c, 0, "repeat interval %.1f s, snooze %.1f s", (double)n->repeat_ms / 1000.0,
+           (double)n->snooze_ms / 1000.0);
+}
+
+/* A new channel list, at once.  Each open alarm's last message per channel
+ * follows its channel by name; what it still has waiting for a channel
+ * that is gone is withdrawn.  One transaction. */
+static void channels(struct hc_notify *n, struct cmd *c)
+{
+    int map[HC_NOTIFY_CHANNELS_MAX];    /* old index -> new, -1: gone */
+    for (unsigned i = 0; i < n->n_ch; i++) {
+        map[i] = -1;
+        for (unsigned j = 0; j < c->n_ch; j++)
+            if (strcmp(n->ch[i].name, c->ch[j].name) == 0)
+                map[i] = (int)j;
+    }
+    int rc = 0;
+    for (size_t a = 0; rc == 0 && a < n->n_heap; a++) {
+        struct alarm *al = n->heap[a];
+        uint64_t out[HC_NOTIFY_CHANNELS_MAX] = { 0 };
+        rc = touch(n, al);
+        for (unsigned i = 0; rc == 0 && i < n->n_ch; i++) {
+            if (map[i] >= 0)
+                out[map[i]] = al->r.out[i];
+            else
+                rc = withdraw(n, al->r.out[i]);
+        }
+        memcpy(al->r.out, out, sizeof(out));
+        if (al->r.step > c->n_ch)
+            al->r.step = (uint8_t)c->n_ch;
+    }
+    if (rc == 0)
+        rc = batch_commit(n);   /* on failure it puts the records back */
+    else
+        batch_abort(n);
+    if (rc < 0) {
+        answer(c, rc, "could not apply the new channels (%s); nothing changed",
+               hc_strerror(rc));
+        return;
+    }
+    memcpy(n->ch, c->ch, sizeof(n->ch));
+    n->n_ch = c->n_ch;
+    reschedule(n);
+    answer(c, 0, "%u channels", n->n_ch);
 }
 
 /* Step every alarm that is due, in one transaction. */
@@ -769,8 +805,10 @@ static void *notifier_main(void *arg)
             k = 0;
             if (c->kind == CMD_ACK)
                 ack(n, c, now);
-            else
+            else if (c->kind == CMD_SETTINGS)
                 settings(n, c);
+            else
+                channels(n, c);
         }
         raise_batch(n, raises, k, now);
         k = 0;
@@ -812,19 +850,6 @@ static int stored_state(void *ctx, MDB_txn *txn)
 static int load(void *ctx, MDB_txn *txn)
 {
     struct hc_notify *n = ctx;
-    int64_t *fields[2] = { &n->repeat_ms, &n->snooze_ms };
-    for (int i = 0; i < 2; i++) {
-        MDB_val k = { strlen(setting_keys[i]), (void *)setting_keys[i] }, v;
-        uint32_t x;
-        if (mdb_get(txn, n->meta_db, &k, &v) == 0 && v.mv_size == sizeof(x)) {
-            memcpy(&x, v.mv_data, sizeof(x));
-            if (x != *fields[i])
-                hc_info("notify", "%s is %.1f s, as last set live (the configuration says"
-                        " %.1f s)", i ? "the snooze" : "the repeat interval", x / 1000.0,
-                        (double)*fields[i] / 1000.0);
-            *fields[i] = x;
-        }
-    }
     for (unsigned s = 0; s < n->shards; s++) {
         char key[32];
         mark_key(s, key, sizeof(key));
@@ -882,6 +907,22 @@ static int load(void *ctx, MDB_txn *txn)
 
 /* ---- the public side ------------------------------------------------------ */
 
+/* The channels as the notifier keeps them: each one's time into a round. */
+static int chans_of(const struct hc_notify_channel *c, unsigned k, struct chan *out)
+{
+    int64_t at = 0;
+    if (k > HC_NOTIFY_CHANNELS_MAX)
+        return -EINVAL;
+    for (unsigned i = 0; i < k; i++) {
+        if (strlen(c[i].name) == 0 || strlen(c[i].name) > HC_PUSH_NAME_MAX)
+            return -EINVAL;
+        snprintf(out[i].name, sizeof(out[i].name), "%s", c[i].name);
+        at += i ? c[i].delay_ms : 0;
+        out[i].at_ms = at;
+    }
+    return 0;
+}
+
 int hc_notify_open(struct hc_notify **out, const struct hc_notify_options *o)
 {
     *out = NULL;
@@ -897,15 +938,9 @@ int hc_notify_open(struct hc_notify **out, const struct hc_notify_options *o)
     n->repeat_ms = o->repeat_ms ? o->repeat_ms : 600000;
     n->snooze_ms = o->snooze_ms ? o->snooze_ms : 7200000;
     n->shards = o->shards;
-    int64_t at = 0;
-    for (unsigned i = 0; i < o->n_channels; i++) {
-        if (strlen(o->channels[i].name) > HC_PUSH_NAME_MAX) {
-            hc_notify_close(n);
-            return -EINVAL;
-        }
-        snprintf(n->ch[i].name, sizeof(n->ch[i].name), "%s", o->channels[i].name);
-        at += i ? o->channels[i].delay_ms : 0;
-        n->ch[i].at_ms = at;
+    if (chans_of(o->channels, o->n_channels, n->ch) < 0) {
+        hc_notify_close(n);
+        return -EINVAL;
     }
     n->n_ch = o->n_channels;
     if (n->n_ch && n->ch[n->n_ch - 1].at_ms >= n->repeat_ms)
@@ -1076,6 +1111,25 @@ int hc_notify_settings(struct hc_notify *n, uint32_t repeat_ms, uint32_t snooze_
         return -ENOMEM;
     c->repeat_ms = repeat_ms;
     c->snooze_ms = snooze_ms;
+    return call(n, c, msg, msglen);
+}
+
+int hc_notify_channels(struct hc_notify *n, const struct hc_notify_channel *chans, unsigned k,
+                       char *msg, size_t msglen)
+{
+    int rc = running(n, msg, msglen);
+    if (rc < 0)
+        return rc;
+    struct cmd *c = cmd_new(CMD_CHANNELS, "");
+    if (!c)
+        return -ENOMEM;
+    if (chans_of(chans, k, c->ch) < 0) {
+        free(c);
+        if (msglen)
+            snprintf(msg, msglen, "at most %d channels, each named", HC_NOTIFY_CHANNELS_MAX);
+        return -EINVAL;
+    }
+    c->n_ch = k;
     return call(n, c, msg, msglen);
 }
 

@@ -60,8 +60,11 @@ struct qitem {
 };
 
 struct ep {
-    struct hc_push_endpoint cfg;
+    struct hc_push_endpoint cfg;    /* the name never changes once the slot is
+                                       published (n_eps); url and secrets may,
+                                       under p->mu */
     int disabled;           /* atomic: 410 seen, until enabled */
+    int removed;            /* atomic: hc_push_endpoint_remove, until set again */
     unsigned inflight;
     struct qitem *heap;
     size_t n, cap;
@@ -92,7 +95,7 @@ struct hc_push {
     MDB_env *env;
     MDB_dbi outbox, dead, endpoints, meta;
     struct ep eps[HC_PUSH_ENDPOINTS_MAX];
-    unsigned n_eps;
+    unsigned n_eps;         /* atomic: slots only ever get added */
     uint32_t retry_ms[HC_PUSH_RETRIES_MAX];
     unsigned n_retry;
     double jitter;
@@ -160,7 +163,8 @@ static int room_for(void *arr, size_t *cap, size_t n, size_t elem)
 
 static int find_ep(const struct hc_push *p, const char *name, size_t len)
 {
-    for (unsigned i = 0; i < p->n_eps; i++)
+    unsigned n = __atomic_load_n(&p->n_eps, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++)
         if (strlen(p->eps[i].cfg.name) == len && memcmp(p->eps[i].cfg.name, name, len) == 0)
             return (int)i;
     return -1;
@@ -169,6 +173,11 @@ static int find_ep(const struct hc_push *p, const char *name, size_t len)
 static int ep_disabled(const struct ep *e)
 {
     return __atomic_load_n(&e->disabled, __ATOMIC_ACQUIRE);
+}
+
+static int ep_removed(const struct ep *e)
+{
+    return __atomic_load_n(&e->removed, __ATOMIC_ACQUIRE);
 }
 
 /* A uniform double in [-1, 1] (jitter needs spread, not secrecy). */
@@ -395,7 +404,11 @@ static int launch(struct hc_push *p, const struct qitem *q)
 
     char h[HC_WEBHOOK_SIG_LEN + 64], sig[HC_WEBHOOK_SIG_LEN];
     int64_t ts = hc_time_now_ms() / 1000;
-    if (hc_webhook_sign(e->cfg.secrets, e->cfg.n_secrets, vw.h.id, ts, f->body, f->len, sig,
+    struct hc_push_endpoint cfg;
+    pthread_mutex_lock(&p->mu);         /* url and secrets may change live */
+    cfg = e->cfg;
+    pthread_mutex_unlock(&p->mu);
+    if (hc_webhook_sign(cfg.secrets, cfg.n_secrets, vw.h.id, ts, f->body, f->len, sig,
                         sizeof(sig)) < 0)
         sig[0] = '\0';
     struct curl_slist *l = NULL;
@@ -420,7 +433,7 @@ static int launch(struct hc_push *p, const struct qitem *q)
         return -ENOMEM;
     }
     CURL *c = f->e;
-    curl_easy_setopt(c, CURLOPT_URL, e->cfg.url);
+    curl_easy_setopt(c, CURLOPT_URL, cfg.url);     /* curl keeps a copy */
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, f->body);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)f->len);
@@ -515,9 +528,8 @@ static void finish(struct hc_push *p, struct flight *f, CURLcode res)
             pthread_mutex_lock(&p->mu);
             p->st.disabled++;
             pthread_mutex_unlock(&p->mu);
-            hc_error("push", "endpoint %s (%s) answered 410 Gone: disabled; its messages go to"
-                     " the dead-letter table until it is enabled again", e->cfg.name,
-                     e->cfg.url);
+            hc_error("push", "endpoint %s answered 410 Gone: disabled; its messages go to"
+                     " the dead-letter table until it is enabled again", e->cfg.name);
         }
         to_dead(p, &q, "410 Gone: endpoint disabled");
         size_t queued = e->n;
@@ -579,13 +591,16 @@ static void take_inbox(struct hc_push *p)
 static void start_due(struct hc_push *p)
 {
     int64_t now = hc_time_now_ms();
-    for (unsigned i = 0; i < p->n_eps; i++) {
+    unsigned n_eps = __atomic_load_n(&p->n_eps, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n_eps; i++) {
         struct ep *e = &p->eps[i];
         while (e->n && e->heap[0].next_ms <= now && e->inflight < p->max_inflight_ep &&
                p->inflight < p->max_inflight) {
             struct qitem q = heap_pop(e);
             if (ep_disabled(e))
                 to_dead(p, &q, "endpoint disabled (it answered 410 Gone)");
+            else if (ep_removed(e))
+                to_dead(p, &q, "channel removed");
             else if (launch(p, &q) < 0) {
                 q.next_ms = now + IDLE_POLL_MS;     /* try again a little later */
                 heap_push(e, &q);
@@ -599,7 +614,8 @@ static long next_due(const struct hc_push *p)
 {
     int64_t now = hc_time_now_ms();
     long wait = IDLE_POLL_MS;
-    for (unsigned i = 0; i < p->n_eps; i++) {
+    unsigned n_eps = __atomic_load_n(&p->n_eps, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n_eps; i++) {
         const struct ep *e = &p->eps[i];
         if (e->n && e->inflight < p->max_inflight_ep && p->inflight < p->max_inflight) {
             int64_t d = e->heap[0].next_ms - now;
@@ -818,7 +834,7 @@ int hc_push_submit_with(struct hc_push *p, struct hc_push_msg *msgs, size_t n,
     for (size_t i = 0; rc == 0 && i < n; i++) {
         size_t tl = msgs[i].topic ? strlen(msgs[i].topic) : 0;
         epv[i] = find_ep(p, msgs[i].endpoint, strlen(msgs[i].endpoint));
-        if (epv[i] < 0)
+        if (epv[i] < 0 || ep_removed(&p->eps[epv[i]]))
             rc = -ENOENT;
         else if (tl == 0 || tl > HC_PUSH_NAME_MAX || msgs[i].len > UINT32_MAX)
             rc = -EINVAL;
@@ -1051,6 +1067,45 @@ int hc_push_replay(struct hc_push *p, uint64_t seq)
     free(moved);
     wake(p);
     return (int)n;
+}
+
+int hc_push_endpoint_set(struct hc_push *p, const struct hc_push_endpoint *ep)
+{
+    size_t len = strnlen(ep->name, sizeof(ep->name));
+    if (len == 0 || len > HC_PUSH_NAME_MAX || ep->n_secrets < 1 || ep->n_secrets > 2)
+        return -EINVAL;
+    int rc = 0;
+    pthread_mutex_lock(&p->mu);
+    int i = find_ep(p, ep->name, len);
+    if (i >= 0) {               /* the name stays: readers compare it unlocked */
+        struct ep *e = &p->eps[i];
+        memcpy(e->cfg.url, ep->url, sizeof(e->cfg.url));
+        memcpy(e->cfg.secrets, ep->secrets, sizeof(e->cfg.secrets));
+        e->cfg.n_secrets = ep->n_secrets;
+        __atomic_store_n(&e->removed, 0, __ATOMIC_RELEASE);
+    } else if (p->n_eps < HC_PUSH_ENDPOINTS_MAX) {
+        p->eps[p->n_eps].cfg = *ep;
+        __atomic_store_n(&p->n_eps, p->n_eps + 1, __ATOMIC_RELEASE);
+    } else {
+        rc = -ENOSPC;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (rc == 0)
+        hc_info("push", "endpoint %s %s: %s", ep->name, i >= 0 ? "changed" : "added", ep->url);
+    wake(p);
+    return rc;
+}
+
+int hc_push_endpoint_remove(struct hc_push *p, const char *name)
+{
+    int i = find_ep(p, name, strlen(name));
+    if (i < 0 || ep_removed(&p->eps[i]))
+        return -ENOENT;
+    __atomic_store_n(&p->eps[i].removed, 1, __ATOMIC_RELEASE);
+    hc_info("push", "endpoint %s removed: what still waits for it goes to the dead-letter"
+            " table as it comes due", name);
+    wake(p);
+    return 0;
 }
 
 int hc_push_endpoint_enable(struct hc_push *p, const char *name)

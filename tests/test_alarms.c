@@ -346,3 +346,78 @@ Test(alarms, gone_disables_the_channel_and_says_so)
     wait_stat("push.dead_now", 2);
     cr_assert_eq(hr_wait(rx, 2, 500), 1, "nothing more goes to a disabled channel");
 }
+
+/* The names of channel.list's answer, in order, comma-separated. */
+static void channel_names(char *out, size_t cap)
+{
+    json_t *a = control("{\"cmd\":\"channel.list\"%s}", "");
+    json_t *arr = json_object_get(a, "channels");
+    char *txt = json_dumps(a, 0);
+    cr_assert_null(strstr(txt, "whsec_"), "no secret is ever shown: %s", txt);
+    free(txt);
+    out[0] = '\0';
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        snprintf(out + strlen(out), cap - strlen(out), "%s%s", i ? "," : "",
+                 json_string_value(json_object_get(json_array_get(arr, i), "name")));
+    json_decref(a);
+}
+
+Test(alarms, channels_and_settings_change_live_and_outlive_a_restart)
+{
+    char names[128], url[256], req[600];
+    set("%s", "thresholds.acme=35");
+    channel("app", SECRET);
+    set("%s", "channel.app.delay=300ms");   /* so the order shows */
+    daemon_start(&d, setv);
+
+    /* A new channel needs a secret: refused, nothing changed. */
+    hr_url(rx, "/sms", url, sizeof(url));
+    json_t *a = control("{\"cmd\":\"channel.set\",\"name\":\"sms\",\"url\":\"%s\"}", url);
+    cr_assert(json_is_false(json_object_get(a, "ok")));
+    cr_assert(strstr(json_string_value(json_object_get(a, "error")), "secret"), "%s",
+              json_string_value(json_object_get(a, "error")));
+    json_decref(a);
+    a = control("{\"cmd\":\"channel.set\",\"name\":\"sms\",\"priority\":\"%s\"}", "0");
+    cr_assert(json_is_false(json_object_get(a, "ok")));
+    json_decref(a);
+    channel_names(names, sizeof(names));
+    cr_assert_str_eq(names, "app");
+
+    /* Added ahead of app. */
+    snprintf(req, sizeof(req), "{\"cmd\":\"channel.set\",\"name\":\"sms\",\"url\":\"%s\","
+             "\"secret\":\"%s\",\"priority\":1,\"delay\":\"0s\"}\n", url, SECRET);
+    a = daemon_control(&d, req);
+    cr_assert(json_is_true(json_object_get(a, "ok")), "%s",
+              json_string_value(json_object_get(a, "error")));
+    json_decref(a);
+    channel_names(names, sizeof(names));
+    cr_assert_str_eq(names, "sms,app");
+    send_tow("CAR-8");
+    cr_assert_eq(hr_wait(rx, 2, 10000), 2);
+    check_request(0, SECRET, "sms", "CAR-8", 1, NULL);
+    check_request(1, SECRET, "app", "CAR-8", 1, NULL);
+
+    /* app goes; the snooze changes. */
+    a = control("{\"cmd\":\"channel.remove\",\"name\":\"%s\"}", "app");
+    cr_assert(json_is_true(json_object_get(a, "ok")));
+    json_decref(a);
+    a = control("{\"cmd\":\"channel.remove\",\"name\":\"%s\"}", "app");
+    cr_assert(json_is_false(json_object_get(a, "ok")), "app is gone already");
+    json_decref(a);
+    a = control("{\"cmd\":\"alarm.settings\",\"snooze\":\"%s\"}", "45m");
+    cr_assert(json_is_true(json_object_get(a, "ok")));
+    json_decref(a);
+
+    /* The same configuration again: the live changes win. */
+    cr_assert_eq(daemon_stop(&d), 0);
+    daemon_start(&d, setv);
+    channel_names(names, sizeof(names));
+    cr_assert_str_eq(names, "sms", "app stays removed, sms stays added");
+    a = control("{\"cmd\":\"alarm.settings\"%s}", "");
+    cr_assert_eq(json_integer_value(json_object_get(a, "snooze_ms")), 45 * 60000);
+    json_decref(a);
+    send_tow("CAR-9");
+    cr_assert_eq(hr_wait(rx, 3, 10000), 3);
+    check_request(2, SECRET, "sms", "CAR-9", 1, NULL);
+    cr_assert_eq(hr_wait(rx, 4, 500), 3, "nothing for app");
+}

@@ -356,7 +356,7 @@ Test(notify, a_new_round_withdraws_the_message_still_waiting_for_the_same_channe
     cr_assert_eq(hr_wait(rx, 3, 2 * REPEAT_MS), 2, "nothing more is sent");
 }
 
-Test(notify, settings_change_live_reschedule_at_once_and_outlive_a_restart)
+Test(notify, settings_change_live_and_reschedule_at_once)
 {
     n_chans = 1;
     open_all();
@@ -375,11 +375,32 @@ Test(notify, settings_change_live_reschedule_at_once_and_outlive_a_restart)
     cr_assert_geq(b.at_ns - a.at_ns, ms_ns(400) - EARLY_NS);
     hr_request_free(&a);
     hr_request_free(&b);
-    close_all();
-    open_all();                     /* the options say REPEAT_MS again */
-    hc_notify_get_settings(notify, &rep, &snz);
-    cr_assert_eq(rep, 400, "the live setting outlives the restart");
-    cr_assert_eq(snz, SNOOZE_MS);
+}
+
+Test(notify, a_new_channel_list_applies_at_once_and_withdraws_what_waits_for_a_gone_channel)
+{
+    n_chans = 2;                    /* app, then sms 300 ms later */
+    hr_script(rx, 200, 1, NULL);    /* app takes the first; sms is down */
+    hr_default(rx, 503);
+    open_all();
+    raise_alarm(0, 1, "0-1");
+    cr_assert_eq(hr_wait(rx, 2, 5000), 2, "app, then sms (refused)");
+    struct hc_push_stats ps;
+    cr_assert_eq(hc_push_stats(push, &ps), 0);
+    cr_assert_eq(ps.pending, 1, "sms's message waits for its retry");
+    hr_default(rx, 200);
+    /* sms goes; voice comes first now, app second. */
+    struct hc_notify_channel next[2] = { { "voice", 0 }, { "app", 200 } };
+    char msg[200];
+    cr_assert_eq(hc_notify_channels(notify, next, 2, msg, sizeof(msg)), 0, "%s", msg);
+    cr_assert_eq(hc_push_stats(push, &ps), 0);
+    cr_assert_eq(ps.pending, 0, "the message for sms was withdrawn");
+    cr_assert_eq(ps.cancelled, 1);
+    cr_assert_eq(hr_wait(rx, 4, 5000), 4, "the next round uses the new list");
+    struct hr_request a = request(2, "0-1", "voice", 2), b = request(3, "0-1", "app", 2);
+    cr_assert_geq(b.at_ns - a.at_ns, ms_ns(200) - EARLY_NS);
+    hr_request_free(&a);
+    hr_request_free(&b);
 }
 
 Test(notify, after_a_restart_every_open_alarm_keeps_its_own_timer)

@@ -120,6 +120,9 @@ int hc_config_load(struct hc_config *c, const char *path, char *err, size_t errl
  * -1 with err and *c unchanged. */
 int hc_config_set(struct hc_config *c, const char *assignment, char *err, size_t errlen);
 
+/* Remove channel name (a live "channel remove"): 0, or -ENOENT. */
+int hc_config_remove_channel(struct hc_config *c, const char *name);
+
 /* Call once after all loads and sets.  Resolves derived values (workers 0
  * -> online cores - 1, at least 1, at most 64; detect.n2 0 -> window - 1),
  * then cross-checks the keys that depend on each other (window, n1, n2 and

@@ -133,11 +133,18 @@ int hc_notify_start(struct hc_notify *n);
 int hc_notify_ack(struct hc_notify *n, const char *id, int state, char *msg, size_t msglen);
 
 /* Change the repeat interval and the snooze live (0: keep that one); waits
- * for the notifier, which persists them (they then override the
- * configuration at every start) and reschedules the firing alarms at once;
- * a snooze under way keeps its end.  0 or a negative error, with msg. */
+ * for the notifier, which reschedules the firing alarms at once; a snooze
+ * under way keeps its end.  (Keeping them across restarts is hubcapd's
+ * job: settings.h.)  0 or a negative error, with msg. */
 int hc_notify_settings(struct hc_notify *n, uint32_t repeat_ms, uint32_t snooze_ms, char *msg,
                        size_t msglen);
+/* Replace the channel list live (the push endpoints must exist already);
+ * waits for the notifier.  Rounds under way go on with the new list; an
+ * open alarm's messages still waiting for a channel that is gone are
+ * withdrawn.  0 or a negative error, with msg. */
+int hc_notify_channels(struct hc_notify *n, const struct hc_notify_channel *chans, unsigned k,
+                       char *msg, size_t msglen);
+
 /* The settings in force. */
 void hc_notify_get_settings(struct hc_notify *n, uint32_t *repeat_ms, uint32_t *snooze_ms);
 

@@ -160,6 +160,17 @@ int hc_push_list(struct hc_push *p, bool dead,
  * when seq is not a dead letter. */
 int hc_push_replay(struct hc_push *p, uint64_t seq);
 
+/* Add an endpoint, or change the url and secrets of one (by name), live;
+ * a removed endpoint comes back.  Attempts from then on use the new
+ * settings.  0, -EINVAL, or -ENOSPC when HC_PUSH_ENDPOINTS_MAX names have
+ * been used since open (removed ones count until a restart). */
+int hc_push_endpoint_set(struct hc_push *p, const struct hc_push_endpoint *ep);
+
+/* Remove an endpoint live: submits to it are refused (-ENOENT) and what
+ * still waits for it goes to the dead-letter table as it comes due, unless
+ * it is set again first.  0 or -ENOENT. */
+int hc_push_endpoint_remove(struct hc_push *p, const char *name);
+
 /* Enable an endpoint a 410 disabled (its dead letters stay dead until
  * replayed).  0, or -ENOENT for an unknown name. */
 int hc_push_endpoint_enable(struct hc_push *p, const char *name);
