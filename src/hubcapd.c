@@ -461,9 +461,50 @@ static json_t *channel_command(struct daemon *d, const char *cmd, json_t *req,
     return channel_list(d);
 }
 
+static int dead_one(void *ctx, const struct hc_push_entry *e)
+{
+    char created[HC_TIME_LEN];
+    json_t *body = json_loadb(e->body, e->len, 0, NULL);
+    json_array_append_new(ctx, json_pack(
+        "{s:I, s:s, s:s, s:s, s:i, s:s, s:s, s:o}", "seq", (json_int_t)e->seq, "id", e->id,
+        "topic", e->topic, "channel", e->endpoint, "attempts", (int)e->attempts,
+        "created", hc_time_format(e->created_ms, 1, created), "last_error", e->last_error,
+        "body", body ? body : json_stringn(e->body, e->len)));
+    return 0;
+}
+
+/* "deadletter.list"; "deadletter.replay" [seq] (none: all of them). */
+static json_t *deadletter_command(struct daemon *d, const char *cmd, json_t *req,
+                                  const char **error)
+{
+    if (strcmp(cmd, "deadletter.list") == 0) {
+        json_t *arr = json_array();
+        if (hc_push_list(d->push, true, dead_one, arr) < 0) {
+            json_decref(arr);
+            *error = "cannot read the dead letters (see the daemon's log)";
+            return NULL;
+        }
+        return json_pack("{s:o}", "deadletters", arr);
+    }
+    json_t *seq = json_object_get(req, "seq");
+    if (seq && (!json_is_integer(seq) || json_integer_value(seq) < 1)) {
+        *error = "\"seq\" must be a dead letter's number (deadletter.list shows them)";
+        return NULL;
+    }
+    int n = hc_push_replay(d->push, seq ? (uint64_t)json_integer_value(seq) : 0);
+    if (n < 0) {
+        *error = n == -ENOENT ? "no such dead letter (deadletter.list shows them)"
+                              : "cannot replay (see the daemon's log)";
+        return NULL;
+    }
+    return json_pack("{s:i}", "replayed", n);
+}
+
 static json_t *on_command(void *ctx, const char *cmd, json_t *req, const char **error)
 {
     struct daemon *d = ctx;
+    if (strcmp(cmd, "deadletter.list") == 0 || strcmp(cmd, "deadletter.replay") == 0)
+        return deadletter_command(d, cmd, req, error);
     if (strcmp(cmd, "alarm.settings") == 0)
         return alarm_settings(d, req, error);
     if (strcmp(cmd, "channel.list") == 0)
@@ -482,7 +523,8 @@ static json_t *on_command(void *ctx, const char *cmd, json_t *req, const char **
                          "workers", (int)d->nworkers, "msgpack_tcp", (int)d->front.tcp_port,
                          "msgpack_udp", (int)d->front.udp_port, "data_dir", d->cfg.data_dir);
     *error = "unknown command (try: status, stats, alarm.list, alarm.show, alarm.ack,"
-             " alarm.settings, channel.list, channel.set, channel.remove)";
+             " alarm.settings, channel.list, channel.set, channel.remove, deadletter.list,"
+             " deadletter.replay)";
     return NULL;
 }
 

@@ -421,3 +421,37 @@ Test(alarms, channels_and_settings_change_live_and_outlive_a_restart)
     check_request(2, SECRET, "sms", "CAR-9", 1, NULL);
     cr_assert_eq(hr_wait(rx, 4, 500), 3, "nothing for app");
 }
+
+Test(alarms, a_refused_message_is_a_dead_letter_that_can_be_listed_and_replayed)
+{
+    set("%s", "thresholds.acme=35");
+    channel("app", SECRET);
+    hr_default(rx, 400);            /* not retried: straight to the dead letters */
+    daemon_start(&d, setv);
+    send_tow("CAR-10");
+    cr_assert_eq(hr_wait(rx, 1, 10000), 1);
+    wait_stat("push.dead_now", 1);
+    json_t *a = control("{\"cmd\":\"deadletter.list\"%s}", "");
+    json_t *dl = json_array_get(json_object_get(a, "deadletters"), 0);
+    cr_assert(json_is_object(dl), "one dead letter");
+    cr_assert_str_eq(json_string_value(json_object_get(dl, "last_error")), "HTTP 400");
+    cr_assert_str_eq(json_string_value(json_object_get(dl, "channel")), "app");
+    char seq[32], id[64];
+    snprintf(seq, sizeof(seq), "%lld", (long long)json_integer_value(json_object_get(dl, "seq")));
+    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(dl, "id")));
+    json_decref(a);
+    a = control("{\"cmd\":\"deadletter.replay\",\"seq\":%s}", "999999");
+    cr_assert(json_is_false(json_object_get(a, "ok")));
+    json_decref(a);
+    hr_default(rx, 200);
+    a = control("{\"cmd\":\"deadletter.replay\",\"seq\":%s}", seq);
+    cr_assert_eq(json_integer_value(json_object_get(a, "replayed")), 1);
+    json_decref(a);
+    cr_assert_eq(hr_wait(rx, 2, 10000), 2);
+    struct hr_request r;
+    check_request(1, SECRET, "app", "CAR-10", 1, &r);
+    cr_assert_str_eq(r.id, id, "replayed under the same webhook-id");
+    hr_request_free(&r);
+    wait_stat("push.delivered", 1);
+    cr_assert_eq(daemon_stat(&d, "push.dead_now"), 0);
+}
