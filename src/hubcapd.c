@@ -296,6 +296,38 @@ static json_t *alarm_command(struct daemon *d, const char *cmd, json_t *req, con
     return json_pack("{s:s}", "message", d->ctl_error);
 }
 
+/* Assignments a control request makes: "<prefix>.<key>=<value>" for each
+ * of keys the request has, kept as text for the settings store. */
+struct assigns {
+    char text[8][700];
+    const char *v[8];
+    size_t n;
+};
+
+/* Apply to c each member of req named in keys (a string, or a whole number
+ * written out), through the configuration's own parser.  0, or -1 with the
+ * parser's message in d->ctl_error. */
+static int assign_from(struct daemon *d, struct hc_config *c, json_t *req, const char *prefix,
+                       const char *const *keys, size_t n_keys, struct assigns *a)
+{
+    a->n = 0;
+    for (size_t i = 0; i < n_keys && a->n < 8; i++) {
+        json_t *x = json_object_get(req, keys[i]);
+        char num[32];
+        if (!x)
+            continue;
+        if (json_is_integer(x))
+            snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(x));
+        snprintf(a->text[a->n], sizeof(a->text[0]), "%s.%s=%s", prefix, keys[i],
+                 json_is_string(x) ? json_string_value(x)
+                 : json_is_integer(x) ? num : "(not a string or a number)");
+        a->v[a->n] = a->text[a->n];
+        if (hc_config_set(c, a->v[a->n++], d->ctl_error, sizeof(d->ctl_error)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* "alarm.settings" [repeat_interval] [snooze]: durations as in the
  * configuration ("10m", "1h30m"), checked by the same code. */
 static json_t *alarm_settings(struct daemon *d, json_t *req, const char **error)
@@ -308,30 +340,22 @@ static json_t *alarm_settings(struct daemon *d, json_t *req, const char **error)
         return NULL;
     }
     memcpy(c, &d->cfg, sizeof(*c));
-    char set[2][128];
-    const char *sets[2];
-    size_t n_set = 0;
-    for (int i = 0; i < 2; i++) {
-        json_t *x = json_object_get(req, keys[i]);
-        if (!x)
-            continue;
-        snprintf(set[n_set], sizeof(set[0]), "alarm.%s=%s", keys[i],
-                 json_is_string(x) ? json_string_value(x) : "(not a string)");
-        sets[n_set] = set[n_set];
-        if (hc_config_set(c, sets[n_set++], d->ctl_error, sizeof(d->ctl_error)) < 0) {
-            free(c);
-            *error = d->ctl_error;
-            return NULL;
-        }
-        v[i] = i ? c->snooze_ms : c->repeat_interval_ms;
+    struct assigns a;
+    if (assign_from(d, c, req, "alarm", keys, 2, &a) < 0) {
+        free(c);
+        *error = d->ctl_error;
+        return NULL;
     }
-    if (n_set && hc_settings_save(d->settings, sets, n_set) < 0) {
+    if (a.n && hc_settings_save(d->settings, a.v, a.n) < 0) {
         free(c);
         *error = "cannot keep the settings (see the daemon's log); nothing changed";
         return NULL;
     }
-    if (n_set)
-        memcpy(&d->cfg, c, sizeof(*c));
+    if (json_object_get(req, keys[0]))
+        v[0] = c->repeat_interval_ms;
+    if (json_object_get(req, keys[1]))
+        v[1] = c->snooze_ms;
+    memcpy(&d->cfg, c, sizeof(*c));
     free(c);
     if ((v[0] || v[1]) &&
         hc_notify_settings(d->notify, v[0], v[1], d->ctl_error, sizeof(d->ctl_error)) < 0) {
@@ -387,9 +411,8 @@ static json_t *channel_command(struct daemon *d, const char *cmd, json_t *req,
     static const char *const keys[] = { "url", "secret", "secret_next", "delay", "priority" };
     const char *name = json_string_value(json_object_get(req, "name"));
     struct hc_config *c = malloc(sizeof(*c));
-    char set[5][700];
-    const char *sets[5];
-    size_t n_set = 0;
+    char prefix[64];
+    struct assigns a = { .n = 0 };
     int removing = strcmp(cmd, "channel.remove") == 0, rc = 0;
     *error = NULL;
     if (!c) {
@@ -405,27 +428,17 @@ static json_t *channel_command(struct daemon *d, const char *cmd, json_t *req,
             *error = d->ctl_error;
         }
     } else {
-        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && !*error; i++) {
-            json_t *x = json_object_get(req, keys[i]);
-            if (!x)
-                continue;
-            char num[32];
-            if (json_is_integer(x))
-                snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(x));
-            snprintf(set[n_set], sizeof(set[0]), "channel.%s.%s=%s", name, keys[i],
-                     json_is_string(x) ? json_string_value(x) : json_is_integer(x) ? num : "?");
-            sets[n_set] = set[n_set];
-            if (hc_config_set(c, sets[n_set++], d->ctl_error, sizeof(d->ctl_error)) < 0)
-                *error = d->ctl_error;
-        }
-        if (!*error && n_set == 0)
+        snprintf(prefix, sizeof(prefix), "channel.%.40s", name);
+        if (assign_from(d, c, req, prefix, keys, sizeof(keys) / sizeof(keys[0]), &a) < 0)
+            *error = d->ctl_error;
+        else if (a.n == 0)
             *error = "nothing to set: give url, secret, secret_next, delay or priority";
     }
     if (!*error && hc_config_finish(c, d->ctl_error, sizeof(d->ctl_error)) < 0)
         *error = d->ctl_error;
     if (!*error) {
         rc = removing ? hc_settings_remove_channel(d->settings, name)
-                      : hc_settings_save(d->settings, sets, n_set);
+                      : hc_settings_save(d->settings, a.v, a.n);
         if (rc < 0)
             *error = "cannot keep the change (see the daemon's log); nothing changed";
     }
@@ -452,7 +465,7 @@ static json_t *channel_command(struct daemon *d, const char *cmd, json_t *req,
         memcpy(&d->cfg, c, sizeof(*c));
         OPENSSL_cleanse(eps, sizeof(eps));
     }
-    OPENSSL_cleanse(set, sizeof(set));
+    OPENSSL_cleanse(&a, sizeof(a));     /* it may hold a secret */
     OPENSSL_cleanse(c, sizeof(*c));
     free(c);
     if (*error)

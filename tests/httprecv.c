@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "httprecv.h"
+#include "hubcap/webhook.h"
 
 #define HR_MAX_CONN 64
 #define HR_BODY_MAX (16u << 20)  /* larger bodies are a parse error */
@@ -705,6 +706,15 @@ int hr_get(struct hr_server *s, unsigned i, struct hr_request *out)
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+int hr_signed_by(const struct hr_request *r, const char *secret)
+{
+    struct hc_webhook_secret s;
+    if (hc_webhook_secret_parse(secret, &s) != 0)
+        return 0;
+    return hc_webhook_verify(&s, r->id, strtoll(r->timestamp, NULL, 10), r->body, r->body_len,
+                             r->signature, time(NULL), 300) == 1;
 }
 
 void hr_request_free(struct hr_request *r)

@@ -56,6 +56,9 @@ unsigned hr_count(struct hr_server *s);
  * the caller frees with hr_request_free.  Returns 0, or -1 if i is out of
  * range (or not kept).  Thread-safe. */
 int hr_get(struct hr_server *s, unsigned i, struct hr_request *out);
+/* 1 if r's webhook-signature verifies (Standard Webhooks) under secret, a
+ * whsec_ string, with its timestamp within 5 minutes of now; else 0. */
+int hr_signed_by(const struct hr_request *r, const char *secret);
 /* Free r->body (NULL-safe). */
 void hr_request_free(struct hr_request *r);
 
