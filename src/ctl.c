@@ -212,35 +212,52 @@ void hc_ctl_serve(struct hc_ctl *c, const struct pollfd *pfd, int n)
 json_t *hc_ctl_call(const char *path, const char *request, int timeout_ms)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof(sa.sun_path))
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        errno = ENAMETOOLONG;
         return NULL;
+    }
     strcpy(sa.sun_path, path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return NULL;
     struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     size_t len = 0, cap = 1 << 16, want = strlen(request);
     char *buf = malloc(cap);
     json_t *answer = NULL;
-    if (buf && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        send(fd, request, want, MSG_NOSIGNAL) == (ssize_t)want) {
+    int err = ENOMEM;
+    if (buf && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        err = errno;
+    } else if (buf && send(fd, request, want, MSG_NOSIGNAL) != (ssize_t)want) {
+        err = errno == EAGAIN ? ETIMEDOUT : errno;
+    } else if (buf) {
+        err = EPROTO;                   /* closed before a whole line */
         while (!memchr(buf, '\n', len)) {
             if (len + 1 == cap) {
                 char *nb = realloc(buf, cap *= 2);
-                if (!nb)
+                if (!nb) {
+                    err = ENOMEM;
                     break;
+                }
                 buf = nb;
             }
             ssize_t n = read(fd, buf + len, cap - 1 - len);
-            if (n <= 0)
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                if (n < 0)
+                    err = errno == EAGAIN ? ETIMEDOUT : errno;
                 break;
+            }
             len += (size_t)n;
         }
         answer = json_loadb(buf, len, JSON_DISABLE_EOF_CHECK, NULL);
     }
     free(buf);
     close(fd);
+    if (!answer)
+        errno = err;
     return answer;
 }
 

@@ -50,8 +50,9 @@ void hc_ctl_serve(struct hc_ctl *c, const struct pollfd *pfd, int n);
 
 /* Client side, for tools and tests: send one request line (request ends
  * with '\n') to the socket at path and return the parsed answer (caller
- * decrefs), or NULL if the daemon is unreachable, silent for timeout_ms, or
- * answers something that is not JSON. */
+ * decrefs), or NULL with errno set: the connect error (ENOENT, ECONNREFUSED,
+ * EACCES, ...) when the daemon is unreachable, ETIMEDOUT when it is silent
+ * for timeout_ms, EPROTO when it closes or answers something not JSON. */
 json_t *hc_ctl_call(const char *path, const char *request, int timeout_ms);
 
 /* The value at a dotted path such as "front.udp_dropped" or
