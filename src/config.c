@@ -56,6 +56,7 @@ enum opt_type {
 };
 
 #define OPT_POW2    0x1u    /* OPT_UINT: must also be a power of two */
+#define OPT_NAME    0x4u    /* OPT_STRING: a name, not a path */
 #define OPT_CHANNEL 0x2u    /* a key of every [channel.NAME]: off is into
                                struct hc_config_channel, and a row without
                                a default is a key the channel must have */
@@ -221,6 +222,18 @@ static const struct opt opts[] = {
      "of the system's trust store; empty means the system's trust store. "
      "TLS verification is always on."},
 
+    {"control", "socket", OPT_STRING, "", FIELD(control_socket),
+     0, 107, 0,
+     "Path of the control socket (hubcapctl, docs/CONTROL.md); empty means "
+     "<data_dir>/hubcapd.sock. At most 107 bytes, the limit of a Unix "
+     "socket address."},
+    {"control", "group", OPT_STRING, "", FIELD(control_group),
+     0, 63, OPT_NAME,
+     "Name of a group whose members may use the control socket besides "
+     "hubcapd's own user and root; the socket is then mode 0660 and owned "
+     "by that group. Empty: mode 0600, the daemon's user and root only. "
+     "Every connection's credentials are checked either way."},
+
     {"thresholds", NULL, OPT_THRESHOLD, NULL, FIELD(thresholds),
      0, 0, 0,
      "Drift threshold in meters of the maker named by the key, as devices "
@@ -272,6 +285,7 @@ static const struct section sections[] = {
     {"alarm", "Notification rounds of a firing alarm until someone "
      "acknowledges it.", NULL},
     {"push", "Delivery of the channels' webhooks: retries, timeouts and TLS.", NULL},
+    {"control", "The control socket that hubcapctl and scripts use.", "CONTROL.md"},
     {"thresholds", "Per-maker drift thresholds: each key is a maker name, "
      "each value meters.", NULL},
     {CHANNEL_SECTION, "Alarm channels, one section each, e.g. [channel.sms]; "
@@ -405,9 +419,11 @@ static void opt_range(const struct opt *o, char *buf, size_t n)
     switch (o->type) {
     case OPT_STRING:
         if (o->min == 0)
-            snprintf(buf, n, "path or empty, up to %llu bytes", o->max);
+            snprintf(buf, n, "%s or empty, up to %llu bytes",
+                     o->flags & OPT_NAME ? "name" : "path", o->max);
         else
-            snprintf(buf, n, "path, %llu to %llu bytes", o->min, o->max);
+            snprintf(buf, n, "%s, %llu to %llu bytes", o->flags & OPT_NAME ? "name" : "path",
+                     o->min, o->max);
         break;
     case OPT_URL:
         snprintf(buf, n, "http:// or https:// URL, up to %llu bytes", o->max);
@@ -1125,20 +1141,36 @@ static int opt_check(const struct opt *o, const void *base, const char *section,
     return bad_value(o, section, key, value, err, errlen);
 }
 
-/* Every channel's ranges and required keys (the rows without a default). */
-int hc_config_remove_channel(struct hc_config *c, const char *name)
+/* Remove the entry of a table (n entries of size bytes) whose name, at the
+ * start of the entry, is name; the freed last entry is zero-filled again
+ * (it may have held a secret; configs still compare with memcmp). */
+static int remove_named(void *table, unsigned *n, size_t size, const char *name)
 {
-    for (unsigned i = 0; i < c->n_channels; i++) {
-        if (strcmp(c->channels[i].name, name) != 0)
+    char *t = table;
+    for (unsigned i = 0; i < *n; i++) {
+        if (strcmp(t + i * size, name) != 0)
             continue;
-        memmove(&c->channels[i], &c->channels[i + 1],
-                (c->n_channels - i - 1) * sizeof(c->channels[0]));
-        c->n_channels--;
-        OPENSSL_cleanse(&c->channels[c->n_channels], sizeof(c->channels[0]));
-        return 0;           /* zero-filled again: configs still compare with memcmp */
+        memmove(t + i * size, t + (i + 1) * size, (*n - i - 1) * size);
+        (*n)--;
+        OPENSSL_cleanse(t + *n * size, size);
+        return 0;
     }
     return -ENOENT;
 }
+
+int hc_config_remove_threshold(struct hc_config *c, const char *maker)
+{
+    _Static_assert(offsetof(struct hc_config_threshold, maker) == 0, "name first");
+    return remove_named(c->thresholds, &c->n_thresholds, sizeof(c->thresholds[0]), maker);
+}
+
+int hc_config_remove_channel(struct hc_config *c, const char *name)
+{
+    _Static_assert(offsetof(struct hc_config_channel, name) == 0, "name first");
+    return remove_named(c->channels, &c->n_channels, sizeof(c->channels[0]), name);
+}
+
+/* Every channel's ranges and required keys (the rows without a default). */
 
 static int check_channels(const struct hc_config *c, char *err, size_t errlen)
 {

@@ -20,7 +20,7 @@
 #include "hubcap/ctl.h"
 #include "hubcap/log.h"
 
-int hc_ctl_open(struct hc_ctl *c, const char *path, hc_ctl_handler h, void *ctx)
+int hc_ctl_open(struct hc_ctl *c, const char *path, long group, hc_ctl_handler h, void *ctx)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     memset(c, 0, sizeof(*c));
@@ -33,6 +33,7 @@ int hc_ctl_open(struct hc_ctl *c, const char *path, hc_ctl_handler h, void *ctx)
     strcpy(sa.sun_path, path);
     c->handler = h;
     c->ctx = ctx;
+    c->group = group;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
@@ -40,6 +41,9 @@ int hc_ctl_open(struct hc_ctl *c, const char *path, hc_ctl_handler h, void *ctx)
     mode_t old = umask(0077);   /* created 0600: only our user */
     int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
     umask(old);
+    if (rc == 0 && group >= 0 && (chown(path, (uid_t)-1, (gid_t)group) < 0 ||
+                                  chmod(path, 0660) < 0))
+        rc = -1;
     if (rc < 0 || listen(fd, 16) < 0) {
         rc = -errno;
         close(fd);
@@ -128,17 +132,41 @@ static int handle(struct hc_ctl *c, int fd, const char *line)
     return rc;
 }
 
+/* The peer runs as our user, as root, or with the configured group among
+ * its groups (primary or supplementary). */
+static int peer_allowed(const struct hc_ctl *c, int fd)
+{
+    struct ucred cr;
+    socklen_t len = sizeof(cr);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+        return 0;
+    if (cr.uid == 0 || cr.uid == geteuid())
+        return 1;
+    if (c->group < 0)
+        return 0;
+    if (cr.gid == (gid_t)c->group)
+        return 1;
+    gid_t groups[256];
+    len = sizeof(groups);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+        return 0;
+    for (size_t i = 0; i < len / sizeof(gid_t); i++)
+        if (groups[i] == (gid_t)c->group)
+            return 1;
+    return 0;
+}
+
 static void accept_clients(struct hc_ctl *c)
 {
     for (;;) {
         int fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0)
             return;
-        struct ucred cr;
-        socklen_t len = sizeof(cr);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
-            (cr.uid != 0 && cr.uid != getuid())) {
-            reply(fd, refuse("permission denied: connect as the daemon's user or root"));
+        if (!peer_allowed(c, fd)) {
+            reply(fd, refuse(c->group < 0
+                             ? "permission denied: connect as the daemon's user or root"
+                             : "permission denied: connect as the daemon's user, root or a"
+                               " member of control.group"));
             close(fd);
             continue;
         }

@@ -12,6 +12,7 @@
  * and commit, and hubcapd exits 0.
  */
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <getopt.h>
@@ -32,6 +33,7 @@
 #include "hubcap/alarmjson.h"
 #include "hubcap/config.h"
 #include "hubcap/ctl.h"
+#include "hubcap/hash.h"
 #include "hubcap/error.h"
 #include "hubcap/front.h"
 #include "hubcap/log.h"
@@ -45,7 +47,9 @@
 #define VERSION "0.1.0"
 
 struct daemon {
-    struct hc_config cfg;
+    struct hc_config cfg;           /* in force: live changes land here (main thread) */
+    struct hc_config run_cfg;       /* the copy the threads read; never written once
+                                       they run */
     unsigned nworkers;
     struct hc_ring *rings;
     struct hc_ring **ring_ptrs;
@@ -61,6 +65,8 @@ struct daemon {
     char ctl_error[256];            /* the last refusal's text (main thread) */
     uint64_t started_ms;
     char ready_path[4200];
+    uint64_t rate_reports, rate_ms; /* the last second's sample */
+    double reports_per_s;
 };
 
 static void usage(FILE *f)
@@ -178,12 +184,13 @@ static json_t *stats_json(struct daemon *d)
         stale += ws.stale;
         rejected += ws.rejected;
         json_array_append_new(workers, json_pack(
-            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
             "reports", (json_int_t)ws.reports, "alarms", (json_int_t)ws.alarms,
             "vehicles", (json_int_t)ws.vehicles, "persisted", (json_int_t)ws.persisted,
             "commits", (json_int_t)ws.commits, "commit_errors", (json_int_t)ws.commit_errors,
             "stale", (json_int_t)ws.stale, "rejected", (json_int_t)ws.rejected,
             "ring_fill", (json_int_t)hc_ring_count(&d->rings[i]),
+            "ring_size", (json_int_t)d->run_cfg.ring_size,
             "dirty", (json_int_t)ws.dirty, "passes", (json_int_t)ws.passes,
             "rolled", (json_int_t)ws.rolled));
     }
@@ -400,8 +407,9 @@ static json_t *channel_list(struct daemon *d)
     return json_pack("{s:o}", "channels", arr);
 }
 
-/* "channel.set" {name, url, secret, secret_next, delay, priority}: add a
- * channel or change some of its keys; "channel.remove" {name}.  Checked by
+/* "channel.add" {name, url, secret, [secret_next, delay, priority]}: a new
+ * channel; "channel.set" {name, ...}: change some keys of one;
+ * "channel.remove" {name}.  Checked by
  * the configuration's own code on a copy (a new channel needs url and
  * secret), kept in the settings store, then applied: push endpoints before
  * the notifier's list on the way in, after it on the way out. */
@@ -414,7 +422,10 @@ static json_t *channel_command(struct daemon *d, const char *cmd, json_t *req,
     char prefix[64];
     struct assigns a = { .n = 0 };
     int removing = strcmp(cmd, "channel.remove") == 0, rc = 0;
+    int adding = strcmp(cmd, "channel.add") == 0, exists = 0;
     *error = NULL;
+    for (unsigned i = 0; name && i < d->cfg.n_channels; i++)
+        exists |= strcmp(d->cfg.channels[i].name, name) == 0;
     if (!c) {
         *error = "out of memory";
         return NULL;
@@ -427,6 +438,14 @@ static json_t *channel_command(struct daemon *d, const char *cmd, json_t *req,
             snprintf(d->ctl_error, sizeof(d->ctl_error), "no channel %.40s", name);
             *error = d->ctl_error;
         }
+    } else if (!exists && !adding) {
+        snprintf(d->ctl_error, sizeof(d->ctl_error), "no channel %.40s (channel.add makes a new"
+                 " one)", name);
+        *error = d->ctl_error;
+    } else if (exists && adding) {
+        snprintf(d->ctl_error, sizeof(d->ctl_error), "channel %.40s exists (channel.set changes"
+                 " it)", name);
+        *error = d->ctl_error;
     } else {
         snprintf(prefix, sizeof(prefix), "channel.%.40s", name);
         if (assign_from(d, c, req, prefix, keys, sizeof(keys) / sizeof(keys[0]), &a) < 0)
@@ -513,31 +532,439 @@ static json_t *deadletter_command(struct daemon *d, const char *cmd, json_t *req
     return json_pack("{s:i}", "replayed", n);
 }
 
+/* ---- thresholds and vehicles --------------------------------------------- */
+
+#define WORKER_TIMEOUT_MS 5000
+
+/* Ask every worker (all == 1) or the owner of key; 0, or -1 with the reason
+ * in d->ctl_error.  The answered requests go to out[] (NULL when not
+ * asked); the caller frees them with hc_wreq_free. */
+static int ask_workers(struct daemon *d, struct hc_wreq *proto, int all, struct hc_wreq **out)
+{
+    unsigned first = 0, last = d->nworkers;
+    int rc = 0;
+    if (!all) {
+        first = (unsigned)(hc_hash(proto->key, strlen(proto->key)) % d->nworkers);
+        last = first + 1;
+    }
+    for (unsigned i = 0; i < d->nworkers; i++)
+        out[i] = NULL;
+    for (unsigned i = first; i < last && rc == 0; i++) {
+        struct hc_wreq *r = hc_wreq_new(proto->kind, proto->key);
+        if (!r) {
+            snprintf(d->ctl_error, sizeof(d->ctl_error), "out of memory");
+            rc = -1;
+            break;
+        }
+        r->meters = proto->meters;
+        r->on = proto->on;
+        r->alarming = proto->alarming;
+        r->alarm_off = proto->alarm_off;
+        r->limit = proto->limit;
+        int c = hc_worker_call(&d->workers[i], r, WORKER_TIMEOUT_MS);
+        if (c == -ETIMEDOUT) {
+            snprintf(d->ctl_error, sizeof(d->ctl_error), "worker %u did not answer within %d s;"
+                     " it may be stuck committing (see the daemon's log)", i,
+                     WORKER_TIMEOUT_MS / 1000);
+            rc = -1;
+            break;
+        }
+        if (c < 0) {
+            hc_wreq_free(r);
+            snprintf(d->ctl_error, sizeof(d->ctl_error), "worker %u is busy with other control"
+                     " requests; try again", i);
+            rc = -1;
+            break;
+        }
+        out[i] = r;
+        if (r->rc < 0 && r->rc != -ENOENT) {
+            snprintf(d->ctl_error, sizeof(d->ctl_error), "worker %u: %s", i,
+                     hc_strerror(r->rc));
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+static void free_answers(struct daemon *d, struct hc_wreq **out)
+{
+    for (unsigned i = 0; i < d->nworkers; i++)
+        hc_wreq_free(out[i]);
+}
+
+static const struct hc_config_threshold *own_threshold(const struct hc_config *c,
+                                                       const char *maker)
+{
+    for (unsigned i = 0; i < c->n_thresholds; i++)
+        if (strcmp(c->thresholds[i].maker, maker) == 0)
+            return &c->thresholds[i];
+    return NULL;
+}
+
+/* "live" when kept in the settings store, else "config". */
+static const char *threshold_source(struct daemon *d, const char *maker)
+{
+    char key[64], val[32];
+    snprintf(key, sizeof(key), "thresholds.%s", maker);
+    return hc_settings_get(d->settings, key, val, sizeof(val)) == 0 && strcmp(val, "removed")
+           ? "live" : "config";
+}
+
+static json_t *threshold_json(struct daemon *d, const char *maker)
+{
+    const struct hc_config_threshold *t = own_threshold(&d->cfg, maker);
+    return json_pack("{s:s, s:f, s:s}", "maker", maker, "meters",
+                     t ? t->meters : d->cfg.default_threshold_m, "source",
+                     t ? threshold_source(d, maker) : "default");
+}
+
+static int by_maker(const void *a, const void *b)
+{
+    return strcmp(((const struct hc_config_threshold *)a)->maker,
+                  ((const struct hc_config_threshold *)b)->maker);
+}
+
+static json_t *threshold_list(struct daemon *d)
+{
+    struct hc_config_threshold *t = malloc(sizeof(d->cfg.thresholds));
+    json_t *arr = json_array();
+    if (!t)
+        return NULL;
+    memcpy(t, d->cfg.thresholds, sizeof(d->cfg.thresholds));
+    qsort(t, d->cfg.n_thresholds, sizeof(*t), by_maker);
+    for (unsigned i = 0; i < d->cfg.n_thresholds; i++)
+        json_array_append_new(arr, threshold_json(d, t[i].maker));
+    free(t);
+    return json_pack("{s:f, s:o}", "default_m", d->cfg.default_threshold_m, "thresholds", arr);
+}
+
+/* "threshold.set" {maker, meters} or {thresholds: {maker: meters, ...}}:
+ * checked by the configuration's parser on a copy, kept, then every worker
+ * applies it before the answer. */
+static json_t *threshold_set(struct daemon *d, json_t *req, const char **error)
+{
+    json_t *many = json_object_get(req, "thresholds"), *one = NULL;
+    const char *maker = json_string_value(json_object_get(req, "maker"));
+    if (!many && maker) {
+        one = json_object();
+        json_object_set(one, maker, json_object_get(req, "meters") ? json_object_get(req,
+                        "meters") : json_null());
+        many = one;
+    }
+    if (!json_is_object(many) || json_object_size(many) == 0 ||
+        json_object_size(many) > HC_CONFIG_THRESHOLDS_MAX) {
+        json_decref(one);
+        *error = "give \"maker\" and \"meters\", or \"thresholds\": {maker: meters, ...}";
+        return NULL;
+    }
+    size_t n = json_object_size(many);
+    struct hc_config *c = malloc(sizeof(*c));
+    char (*text)[96] = calloc(n, sizeof(*text));
+    const char **v = calloc(n, sizeof(*v));
+    const char *key;
+    json_t *val;
+    size_t k = 0;
+    *error = NULL;
+    if (!c || !text || !v)
+        *error = "out of memory";
+    else
+        memcpy(c, &d->cfg, sizeof(*c));
+    json_object_foreach(many, key, val) {
+        if (*error)
+            break;
+        char num[40];
+        if (json_is_number(val))
+            snprintf(num, sizeof(num), "%.17g", json_number_value(val));
+        else
+            snprintf(num, sizeof(num), "%s", json_is_string(val) ? json_string_value(val)
+                                                                : "(not a number)");
+        if (strlen(key) > HC_MAKER_MAX || strchr(key, '=')) {
+            snprintf(d->ctl_error, sizeof(d->ctl_error), "maker name '%.40s' must be 1 to %d"
+                     " bytes, without '='", key, HC_MAKER_MAX);
+            *error = d->ctl_error;
+            break;
+        }
+        snprintf(text[k], sizeof(text[k]), "thresholds.%s=%s", key, num);
+        v[k] = text[k];
+        if (hc_config_set(c, v[k++], d->ctl_error, sizeof(d->ctl_error)) < 0)
+            *error = d->ctl_error;
+    }
+    if (!*error && hc_config_finish(c, d->ctl_error, sizeof(d->ctl_error)) < 0)
+        *error = d->ctl_error;
+    if (!*error && hc_settings_save(d->settings, v, k) < 0)
+        *error = "cannot keep the thresholds (see the daemon's log); nothing changed";
+    json_t *arr = json_array();
+    if (!*error) {
+        memcpy(&d->cfg, c, sizeof(*c));
+        json_object_foreach(many, key, val) {
+            struct hc_wreq proto = { .kind = HC_WREQ_THRESHOLD_SET,
+                                     .meters = own_threshold(c, key)->meters };
+            struct hc_wreq *out[HC_CONFIG_WORKERS_MAX];
+            snprintf(proto.key, sizeof(proto.key), "%s", key);
+            int rc = ask_workers(d, &proto, 1, out);
+            free_answers(d, out);
+            if (rc < 0) {
+                *error = d->ctl_error;      /* kept: applied at the next start */
+                hc_error("main", "threshold %s: %s (kept for the next start)", key,
+                         d->ctl_error);
+                break;
+            }
+            hc_info("main", "threshold of %s set to %g m", key, proto.meters);
+            json_array_append_new(arr, threshold_json(d, key));
+        }
+    }
+    free(c);
+    free(text);
+    free(v);
+    json_decref(one);
+    if (*error) {
+        json_decref(arr);
+        return NULL;
+    }
+    return json_pack("{s:o}", "thresholds", arr);
+}
+
+static json_t *threshold_command(struct daemon *d, const char *cmd, json_t *req,
+                                 const char **error)
+{
+    if (strcmp(cmd, "threshold.list") == 0)
+        return threshold_list(d);
+    if (strcmp(cmd, "threshold.set") == 0)
+        return threshold_set(d, req, error);
+    const char *maker = json_string_value(json_object_get(req, "maker"));
+    if (!maker || !*maker || strlen(maker) > HC_MAKER_MAX) {
+        *error = "missing \"maker\": a maker name of 1 to 32 bytes";
+        return NULL;
+    }
+    if (strcmp(cmd, "threshold.get") == 0)
+        return threshold_json(d, maker);
+    if (!own_threshold(&d->cfg, maker)) {
+        snprintf(d->ctl_error, sizeof(d->ctl_error), "%.40s has no threshold of its own; it"
+                 " uses the default, %g m", maker, d->cfg.default_threshold_m);
+        *error = d->ctl_error;
+        return NULL;
+    }
+    if (hc_settings_remove_threshold(d->settings, maker) < 0) {
+        *error = "cannot keep the change (see the daemon's log); nothing changed";
+        return NULL;
+    }
+    hc_config_remove_threshold(&d->cfg, maker);
+    struct hc_wreq proto = { .kind = HC_WREQ_THRESHOLD_UNSET };
+    struct hc_wreq *out[HC_CONFIG_WORKERS_MAX];
+    snprintf(proto.key, sizeof(proto.key), "%s", maker);
+    int rc = ask_workers(d, &proto, 1, out);
+    free_answers(d, out);
+    if (rc < 0) {
+        *error = d->ctl_error;
+        return NULL;
+    }
+    hc_info("main", "threshold of %s unset: the default %g m applies", maker,
+            d->cfg.default_threshold_m);
+    return threshold_json(d, maker);
+}
+
+static json_t *vehicle_json(struct daemon *d, const struct hc_vehicle_info *v, int full)
+{
+    char last[HC_TIME_LEN], parked[HC_TIME_LEN];
+    unsigned shard = (unsigned)(hc_hash(v->vid, strlen(v->vid)) % d->nworkers);
+    json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:b, s:s?}", "vid", v->vid, "maker", v->maker,
+                          "shard", (int)shard, "alarm", v->alarm_on ? "on" : "off",
+                          "alarmed", v->alarmed, "last_ts",
+                          v->last_ts >= 0 ? hc_time_format(v->last_ts, 1, last) : NULL);
+    if (!j)
+        return json_object();
+    if (!v->last_ts || v->last_ts < 0)
+        json_object_set_new(j, "last_ts", json_null());
+    if (!full)
+        return j;
+    json_object_set_new(j, "parked", v->parked_ts < 0 ? json_null() : json_pack(
+        "{s:f, s:f, s:s}", "lat", v->parked_lat, "lon", v->parked_lon, "ts",
+        hc_time_format(v->parked_ts, 1, parked)));
+    json_object_set_new(j, "window", json_pack("{s:i, s:i, s:i, s:f}", "len",
+                        (int)v->window_len, "size", (int)v->window_size, "exceeding_pairs",
+                        (int)v->pairs, "max_distance_m", v->max_distance_m));
+    json_object_set_new(j, "threshold_m", json_real(v->threshold_m));
+    return j;
+}
+
+/* "vehicle.show" {vid}, "vehicle.alarm" {vid, on}, "vehicle.list"
+ * [alarming] [alarm_off] [limit]: asked of the owning worker(s). */
+static json_t *vehicle_command(struct daemon *d, const char *cmd, json_t *req,
+                               const char **error)
+{
+    struct hc_wreq proto = { .limit = 1000 };
+    struct hc_wreq *out[HC_CONFIG_WORKERS_MAX];
+    int list = strcmp(cmd, "vehicle.list") == 0;
+    if (list) {
+        json_t *lim = json_object_get(req, "limit");
+        if (lim && (!json_is_integer(lim) || json_integer_value(lim) < 1 ||
+                    json_integer_value(lim) > 100000)) {
+            *error = "\"limit\" must be a whole number from 1 to 100000";
+            return NULL;
+        }
+        proto.kind = HC_WREQ_VEHICLE_LIST;
+        proto.limit = lim ? (size_t)json_integer_value(lim) : 1000;
+        proto.alarming = json_is_true(json_object_get(req, "alarming"));
+        proto.alarm_off = json_is_true(json_object_get(req, "alarm_off"));
+    } else {
+        const char *vid = json_string_value(json_object_get(req, "vid"));
+        if (!vid || !*vid || strlen(vid) > HC_VID_MAX) {
+            *error = "missing \"vid\": a vehicle id of 1 to 64 bytes";
+            return NULL;
+        }
+        snprintf(proto.key, sizeof(proto.key), "%s", vid);
+        proto.kind = HC_WREQ_VEHICLE_SHOW;
+        if (strcmp(cmd, "vehicle.alarm") == 0) {
+            json_t *on = json_object_get(req, "on");
+            if (!json_is_boolean(on)) {
+                *error = "\"on\" must be true or false";
+                return NULL;
+            }
+            proto.kind = HC_WREQ_VEHICLE_ALARM;
+            proto.on = json_is_true(on);
+        }
+    }
+    if (ask_workers(d, &proto, list, out) < 0) {
+        free_answers(d, out);
+        *error = d->ctl_error;
+        return NULL;
+    }
+    json_t *ans = NULL;
+    if (list) {
+        json_t *arr = json_array();
+        int truncated = 0;
+        for (unsigned i = 0; i < d->nworkers; i++) {
+            for (size_t k = 0; k < out[i]->n_list && json_array_size(arr) < proto.limit; k++)
+                json_array_append_new(arr, vehicle_json(d, &out[i]->list[k], 0));
+            truncated |= out[i]->truncated ||
+                         (out[i]->n_list && json_array_size(arr) == proto.limit &&
+                          i + 1 < d->nworkers);
+        }
+        ans = json_pack("{s:o, s:b}", "vehicles", arr, "truncated", truncated);
+    } else {
+        struct hc_wreq *r = out[hc_hash(proto.key, strlen(proto.key)) % d->nworkers];
+        if (r->rc == -ENOENT) {
+            snprintf(d->ctl_error, sizeof(d->ctl_error), "no vehicle %.64s: it has not"
+                     " reported since this data dir was created", proto.key);
+            *error = d->ctl_error;
+        } else if (proto.kind == HC_WREQ_VEHICLE_ALARM) {
+            hc_info("main", "vehicle %s: alarm switched %s", proto.key, proto.on ? "on" : "off");
+            ans = json_pack("{s:s, s:s, s:b}", "vid", proto.key, "alarm",
+                            proto.on ? "on" : "off", "created", r->created);
+        } else {
+            ans = json_pack("{s:o}", "vehicle", vehicle_json(d, &r->info, 1));
+        }
+    }
+    free_answers(d, out);
+    return ans;
+}
+
+/* The configuration in force as an INI file, secrets left out. */
+static json_t *config_show(struct daemon *d, const char **error)
+{
+    char *text = NULL, *line = NULL;
+    size_t len = 0, cap = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) {
+        *error = "out of memory";
+        return NULL;
+    }
+    hc_config_write(&d->cfg, f);
+    fclose(f);
+    json_t *ans = NULL;
+    FILE *in = fmemopen(text, len, "r");
+    FILE *out = open_memstream(&line, &cap);
+    char buf[1024];
+    while (in && out && fgets(buf, sizeof(buf), in)) {
+        if (strncmp(buf, "secret =", 8) == 0 || strncmp(buf, "secret_next =", 13) == 0) {
+            char *eq = strchr(buf, '=');
+            int set = eq[1] == ' ' && eq[2] && eq[2] != '\n';
+            fprintf(out, "%.*s= %s\n", (int)(eq - buf), buf, set ? "(set)" : "");
+        } else {
+            fputs(buf, out);
+        }
+    }
+    if (in)
+        fclose(in);
+    if (out) {
+        fclose(out);
+        ans = json_pack("{s:s}", "ini", line);
+    }
+    OPENSSL_cleanse(text, len);
+    free(text);
+    free(line);
+    if (!ans)
+        *error = "out of memory";
+    return ans;
+}
+
+/* Bytes on disk of dir/data.mdb, or -1. */
+static json_int_t mdb_bytes(const char *dir)
+{
+    char path[HC_CONFIG_PATH_MAX + 64];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    return stat(path, &st) == 0 ? (json_int_t)st.st_blocks * 512 : -1;
+}
+
+static json_t *lmdb_json(struct daemon *d)
+{
+    char dir[HC_CONFIG_PATH_MAX + 32];
+    json_t *shards = json_array();
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        snprintf(dir, sizeof(dir), "%s/shard-%u", d->cfg.data_dir, i);
+        json_array_append_new(shards, json_pack("{s:s, s:I}", "path", dir, "bytes",
+                                                mdb_bytes(dir)));
+    }
+    snprintf(dir, sizeof(dir), "%s/outbox", d->cfg.data_dir);
+    json_int_t outbox = mdb_bytes(dir);
+    snprintf(dir, sizeof(dir), "%s/settings", d->cfg.data_dir);
+    return json_pack("{s:o, s:I, s:I}", "shards", shards, "outbox_bytes", outbox,
+                     "settings_bytes", mdb_bytes(dir));
+}
+
 static json_t *on_command(void *ctx, const char *cmd, json_t *req, const char **error)
 {
     struct daemon *d = ctx;
+    if (strncmp(cmd, "threshold.", 10) == 0 &&
+        (strcmp(cmd + 10, "list") == 0 || strcmp(cmd + 10, "get") == 0 ||
+         strcmp(cmd + 10, "set") == 0 || strcmp(cmd + 10, "unset") == 0))
+        return threshold_command(d, cmd, req, error);
+    if (strcmp(cmd, "vehicle.show") == 0 || strcmp(cmd, "vehicle.alarm") == 0 ||
+        strcmp(cmd, "vehicle.list") == 0)
+        return vehicle_command(d, cmd, req, error);
+    if (strcmp(cmd, "config.show") == 0)
+        return config_show(d, error);
     if (strcmp(cmd, "deadletter.list") == 0 || strcmp(cmd, "deadletter.replay") == 0)
         return deadletter_command(d, cmd, req, error);
     if (strcmp(cmd, "alarm.settings") == 0)
         return alarm_settings(d, req, error);
     if (strcmp(cmd, "channel.list") == 0)
         return channel_list(d);
-    if (strcmp(cmd, "channel.set") == 0 || strcmp(cmd, "channel.remove") == 0)
+    if (strcmp(cmd, "channel.add") == 0 || strcmp(cmd, "channel.set") == 0 ||
+        strcmp(cmd, "channel.remove") == 0)
         return channel_command(d, cmd, req, error);
     if (strcmp(cmd, "alarm.list") == 0 || strcmp(cmd, "alarm.show") == 0 ||
         strcmp(cmd, "alarm.ack") == 0)
         return alarm_command(d, cmd, req, error);
-    if (strcmp(cmd, "stats") == 0)
-        return json_pack("{s:o}", "stats", stats_json(d));
+    if (strcmp(cmd, "stats") == 0) {
+        json_t *st = stats_json(d);
+        json_object_set_new(st, "reports_per_s", json_real(d->reports_per_s));
+        json_object_set_new(st, "lmdb", lmdb_json(d));
+        return json_pack("{s:o}", "stats", st);
+    }
     if (strcmp(cmd, "status") == 0)
-        return json_pack("{s:s, s:i, s:I, s:i, s:i, s:i, s:s}", "version", VERSION,
+        return json_pack("{s:s, s:i, s:I, s:i, s:i, s:i, s:s, s:s}", "version", VERSION,
                          "pid", (int)getpid(),
                          "uptime_ms", (json_int_t)(hc_time_now_ms() - (int64_t)d->started_ms),
                          "workers", (int)d->nworkers, "msgpack_tcp", (int)d->front.tcp_port,
-                         "msgpack_udp", (int)d->front.udp_port, "data_dir", d->cfg.data_dir);
-    *error = "unknown command (try: status, stats, alarm.list, alarm.show, alarm.ack,"
-             " alarm.settings, channel.list, channel.set, channel.remove, deadletter.list,"
-             " deadletter.replay)";
+                         "msgpack_udp", (int)d->front.udp_port, "data_dir", d->cfg.data_dir,
+                         "control", d->ctl.path);
+    snprintf(d->ctl_error, sizeof(d->ctl_error), "unknown command '%.40s' (try: status, stats,"
+             " threshold.list|get|set|unset, vehicle.show|alarm|list, alarm.list|show|ack|"
+             "settings, channel.list|add|set|remove, deadletter.list|replay, config.show; see"
+             " docs/CONTROL.md)", cmd);
+    *error = d->ctl_error;
     return NULL;
 }
 
@@ -702,6 +1129,7 @@ static int start(struct daemon *d)
     if (kept > 0)
         hc_info("main", "%d settings changed live in earlier runs applied (they win over the"
                 " configuration)", kept);
+    memcpy(&d->run_cfg, &d->cfg, sizeof(d->run_cfg));
     snprintf(path, sizeof(path), "%s/alarms.log", d->cfg.data_dir);
     d->alarm_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (d->alarm_fd < 0) {
@@ -723,7 +1151,7 @@ static int start(struct daemon *d)
     for (unsigned i = 0; i < d->nworkers; i++) {
         rc = hc_ring_init(&d->rings[i], d->cfg.ring_size);
         if (rc == 0)
-            rc = hc_worker_open(&d->workers[i], i, &d->cfg, &d->rings[i], d->alarm_fd,
+            rc = hc_worker_open(&d->workers[i], i, &d->run_cfg, &d->rings[i], d->alarm_fd,
                                 &d->front_done);
         if (rc < 0)
             return rc;
@@ -737,14 +1165,27 @@ static int start(struct daemon *d)
     rc = open_delivery(d);
     if (rc < 0)
         return rc;
-    rc = hc_front_open(&d->front, &d->cfg, d->ring_ptrs, d->wake_ptrs, d->nworkers,
+    rc = hc_front_open(&d->front, &d->run_cfg, d->ring_ptrs, d->wake_ptrs, d->nworkers,
                        &d->front_done);
     if (rc < 0)
         return rc;
     d->front.cpu = ncpu > 1 ? 0 : -1;
 
-    snprintf(path, sizeof(path), "%s/hubcapd.sock", d->cfg.data_dir);
-    rc = hc_ctl_open(&d->ctl, path, on_command, d);
+    long group = -1;
+    if (d->cfg.control_group[0]) {
+        struct group *g = getgrnam(d->cfg.control_group);
+        if (!g) {
+            hc_error("main", "control.group: no group named '%s' on this system (getent group"
+                     " lists them)", d->cfg.control_group);
+            return -EINVAL;
+        }
+        group = (long)g->gr_gid;
+    }
+    if (d->cfg.control_socket[0])
+        snprintf(path, sizeof(path), "%s", d->cfg.control_socket);
+    else
+        snprintf(path, sizeof(path), "%s/hubcapd.sock", d->cfg.data_dir);
+    rc = hc_ctl_open(&d->ctl, path, group, on_command, d);
     if (rc < 0) {
         hc_error("main", "cannot open control socket %s: %s", path, strerror(-rc));
         return rc;
@@ -869,7 +1310,18 @@ int main(int argc, char **argv)
         pfd[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
         int n = 1 + hc_ctl_pollfds(&d.ctl, pfd + 1);
         uint64_t now = hc_time_mono_ns() / 1000000;
-        int timeout = !interval_ms ? -1 : now >= next_stats ? 0 : (int)(next_stats - now);
+        if (now >= d.rate_ms + 1000) {      /* reports/s over the last second */
+            struct totals t;
+            read_totals(&d, &t);
+            if (d.rate_ms)
+                d.reports_per_s = (double)(t.reports - d.rate_reports) * 1000.0 /
+                                  (double)(now - d.rate_ms);
+            d.rate_reports = t.reports;
+            d.rate_ms = now;
+        }
+        uint64_t due = interval_ms && next_stats < d.rate_ms + 1000 ? next_stats
+                                                                   : d.rate_ms + 1000;
+        int timeout = now >= due ? 0 : (int)(due - now);
         if (poll(pfd, (nfds_t)n, timeout) < 0 && errno != EINTR)
             break;
         if (interval_ms && hc_time_mono_ns() / 1000000 >= next_stats) {

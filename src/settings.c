@@ -77,6 +77,15 @@ static const char *channel_of(const char *key, size_t len, char *name, size_t ca
     return name;
 }
 
+#define THRESHOLDS "thresholds."
+
+/* "thresholds.MAKER" -> "removed": the maker's threshold was unset live. */
+static int is_threshold_removal(const MDB_val *k, const MDB_val *v)
+{
+    return k->mv_size > strlen(THRESHOLDS) && memcmp(k->mv_data, THRESHOLDS, strlen(THRESHOLDS)) == 0 &&
+           v->mv_size == strlen(REMOVED) && memcmp(v->mv_data, REMOVED, strlen(REMOVED)) == 0;
+}
+
 int hc_settings_apply(struct hc_settings *s, struct hc_config *c, char *err, size_t errlen)
 {
     MDB_txn *txn;
@@ -102,7 +111,11 @@ int hc_settings_apply(struct hc_settings *s, struct hc_config *c, char *err, siz
         }
         snprintf(a, k.mv_size + v.mv_size + 2, "%.*s=%.*s", (int)k.mv_size,
                  (const char *)k.mv_data, (int)v.mv_size, (const char *)v.mv_data);
-        if (marker && n_removed < sizeof(removed) / sizeof(removed[0]))
+        if (is_threshold_removal(&k, &v)) {
+            a[k.mv_size] = '\0';           /* "thresholds.MAKER" */
+            if (hc_config_remove_threshold(c, a + strlen(THRESHOLDS)) == 0)
+                applied++;
+        } else if (marker && n_removed < sizeof(removed) / sizeof(removed[0]))
             snprintf(removed[n_removed++], sizeof(removed[0]), "%s", name);
         else if (!marker && hc_config_set(c, a, err, errlen) < 0)
             rc = -1;
@@ -206,6 +219,34 @@ int hc_settings_remove_channel(struct hc_settings *s, const char *name)
     if (strlen(name) > HC_CONFIG_CHANNEL_NAME_MAX)
         return -EINVAL;
     return write_txn(s, put_removal, name);
+}
+
+static int put_threshold_removal(struct hc_settings *s, MDB_txn *txn, const void *ctx)
+{
+    char key[KEY_MAX];
+    snprintf(key, sizeof(key), THRESHOLDS "%s", (const char *)ctx);
+    MDB_val k = { strlen(key), key }, v = { strlen(REMOVED), (void *)REMOVED };
+    return mdb_put(txn, s->db, &k, &v, 0);
+}
+
+int hc_settings_remove_threshold(struct hc_settings *s, const char *maker)
+{
+    if (strlen(maker) + strlen(THRESHOLDS) >= KEY_MAX)
+        return -EINVAL;
+    return write_txn(s, put_threshold_removal, maker);
+}
+
+int hc_settings_get(struct hc_settings *s, const char *key, char *buf, size_t cap)
+{
+    MDB_txn *txn;
+    MDB_val k = { strlen(key), (void *)key }, v;
+    if (cap == 0 || mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+        return -EIO;
+    int m = mdb_get(txn, s->db, &k, &v);
+    if (m == 0)
+        snprintf(buf, cap, "%.*s", (int)v.mv_size, (const char *)v.mv_data);
+    mdb_txn_abort(txn);
+    return m == 0 ? 0 : m == MDB_NOTFOUND ? -ENOENT : hc_store_mdb_error(m);
 }
 
 void hc_settings_close(struct hc_settings *s)

@@ -196,6 +196,7 @@ int hc_worker_open(struct hc_worker *w, unsigned id, const struct hc_config *cfg
     w->alarm_log_fd = alarm_log_fd;
     w->front_done = front_done;
     w->wake.fd = -1;
+    ck_ring_init(&w->ctl, sizeof(w->ctl_buf) / sizeof(w->ctl_buf[0]));
     snprintf(who, sizeof(who), "worker %u", id);
 
     dc.window = cfg->window;
@@ -469,13 +470,13 @@ static void flush_alarms(struct hc_worker *w, int force)
 /* Write the dirty set and pending alarms, TXN_VEHICLES at a time; the
  * alarms (the urgent part) go with the first transaction.  On failure what
  * was not written stays pending and the next interval tries again. */
-static void commit(struct hc_worker *w, const char *why)
+static int commit(struct hc_worker *w, const char *why)
 {
     char who[32];
     int alarms = w->n_alarms > 0 || w->logged_id != w->logged_id_stored;
     snprintf(who, sizeof(who), "worker %u", w->id);
     if (w->n_dirty == 0 && !alarms)
-        return;
+        return 0;
     do {
         size_t n = w->n_dirty < TXN_VEHICLES ? w->n_dirty : TXN_VEHICLES;
         int rc = commit_chunk(w, n, alarms);
@@ -485,7 +486,7 @@ static void commit(struct hc_worker *w, const char *why)
                 hc_error(who, "commit of %zu vehicles and %zu alarms failed (%s): %s; will retry",
                          n, alarms ? w->n_alarms : 0, why, hc_store_error(w->store));
             STAT_SET(w, dirty, pending(w));
-            return;
+            return rc;
         }
         if (alarms) {
             /* Committed; alarms.log gets them once a sync has made them
@@ -502,6 +503,7 @@ static void commit(struct hc_worker *w, const char *why)
         }
     } while (w->n_dirty > 0);
     STAT_SET(w, dirty, pending(w));
+    return 0;
 }
 
 /* ---- the loop ------------------------------------------------------------ */
@@ -601,6 +603,196 @@ static size_t take(struct hc_worker *w, struct hc_report *batch)
     return n;
 }
 
+/* ---- control requests ---------------------------------------------------- */
+
+enum { WREQ_QUEUED, WREQ_ANSWERED, WREQ_ABANDONED };
+
+struct hc_wreq *hc_wreq_new(int kind, const char *key)
+{
+    if (strlen(key) > HC_VID_MAX)
+        return NULL;
+    struct hc_wreq *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    if (sem_init(&r->done, 0, 0) < 0) {
+        free(r);
+        return NULL;
+    }
+    r->kind = kind;
+    r->limit = 1000;
+    snprintf(r->key, sizeof(r->key), "%s", key);
+    return r;
+}
+
+void hc_wreq_free(struct hc_wreq *r)
+{
+    if (!r)
+        return;
+    sem_destroy(&r->done);
+    free(r->list);
+    free(r);
+}
+
+int hc_worker_call(struct hc_worker *w, struct hc_wreq *r, int timeout_ms)
+{
+    r->state = WREQ_QUEUED;
+    if (!ck_ring_enqueue_spsc(&w->ctl, w->ctl_buf, r))
+        return -EAGAIN;
+    hc_wake_kick(&w->wake);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (sem_timedwait(&r->done, &until) < 0) {
+        if (errno == EINTR)
+            continue;
+        int expect = WREQ_QUEUED;
+        if (__atomic_compare_exchange_n(&r->state, &expect, WREQ_ABANDONED, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return -ETIMEDOUT;      /* the worker frees it */
+        while (sem_wait(&r->done) < 0 && errno == EINTR)
+            ;                       /* answered just now: its post is on the way */
+        break;
+    }
+    return 0;
+}
+
+/* Hand the answer back, or free the request if its caller gave up. */
+static void answer(struct hc_wreq *r)
+{
+    int expect = WREQ_QUEUED;
+    if (__atomic_compare_exchange_n(&r->state, &expect, WREQ_ANSWERED, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        sem_post(&r->done);
+    else
+        hc_wreq_free(r);
+}
+
+static void vehicle_info(struct hc_worker *w, struct hc_vrec *r, struct hc_vehicle_info *out)
+{
+    struct hc_vehicle *v = hc_vrec_vehicle(r);
+    struct hc_window *win = hc_vehicle_window(v);
+    const struct hc_maker *m = hc_detector_maker_at(&w->det, v->maker);
+    memset(out, 0, sizeof(*out));
+    memcpy(out->vid, hc_vtable_vid(&w->vt, r), r->vid_len);
+    memcpy(out->maker, m->name, m->len);
+    if (v->gen != w->det.gen) {     /* what the next report would count */
+        hc_window_recount(win, w->det.kernel, m->limit);
+        v->gen = w->det.gen;
+    }
+    out->alarm_on = !(v->flags & HC_VF_ALARM_OFF);
+    out->alarmed = !!(v->flags & HC_VF_ALARMED);
+    out->last_ts = v->last_ts;
+    out->parked_ts = win->len ? v->parked_ts : -1;
+    out->parked_lat = v->parked_lat;
+    out->parked_lon = v->parked_lon;
+    out->window_len = win->len;
+    out->window_size = win->cap;
+    out->pairs = win->pairs;
+    out->max_distance_m = win->len > 1 ? hc_geo_chord2_to_m(hc_window_max_chord2(win,
+                                                                                 w->det.kernel))
+                                       : 0;
+    out->threshold_m = m->threshold_m;
+}
+
+static int64_t find_vehicle(struct hc_worker *w, const char *vid)
+{
+    size_t len = strlen(vid);
+    return hc_vtable_find(&w->vt, vid, len, hc_hash(vid, len));
+}
+
+/* Switch a vehicle's alarm on or off (creating it if it never reported),
+ * then commit and sync, so the answer means it is kept. */
+static void vehicle_alarm(struct hc_worker *w, struct hc_wreq *r)
+{
+    size_t len = strlen(r->key);
+    bool created = false;
+    int64_t i = hc_vtable_upsert(&w->vt, r->key, len, hc_hash(r->key, len), vehicle_init,
+                                 &w->det, &created);
+    if (i < 0) {
+        r->rc = (int)i;
+        return;
+    }
+    struct hc_vrec *rec = hc_vtable_rec(&w->vt, (uint32_t)i);
+    hc_vehicle_set_alarm(hc_vrec_vehicle(rec), r->on);
+    if (!rec->dirty && push_dirty(w, (uint32_t)i) == 0)
+        rec->dirty = 1;
+    r->created = created;
+    STAT_SET(w, vehicles, w->vt.count);
+    r->rc = commit(w, "control");
+    if (r->rc == 0)
+        r->rc = hc_store_sync(w->store);
+    vehicle_info(w, rec, &r->info);
+}
+
+static void vehicle_list(struct hc_worker *w, struct hc_wreq *r)
+{
+    size_t cap = 0;
+    for (uint32_t i = 0; i < w->vt.count; i++) {
+        struct hc_vrec *rec = hc_vtable_rec(&w->vt, i);
+        uint8_t f = hc_vrec_vehicle(rec)->flags;
+        if ((r->alarming && !(f & HC_VF_ALARMED)) || (r->alarm_off && !(f & HC_VF_ALARM_OFF)))
+            continue;
+        if (r->n_list == r->limit) {
+            r->truncated = 1;
+            break;
+        }
+        if (r->n_list == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct hc_vehicle_info *l = realloc(r->list, ncap * sizeof(*l));
+            if (!l) {
+                r->rc = -ENOMEM;
+                return;
+            }
+            r->list = l;
+            cap = ncap;
+        }
+        vehicle_info(w, rec, &r->list[r->n_list++]);
+    }
+}
+
+static void serve_control(struct hc_worker *w)
+{
+    void *p;
+    while (ck_ring_dequeue_spsc(&w->ctl, w->ctl_buf, &p)) {
+        struct hc_wreq *r = p;
+        int64_t i;
+        r->rc = 0;
+        switch (r->kind) {
+        case HC_WREQ_THRESHOLD_SET:
+            r->rc = hc_detector_set_threshold(&w->det, r->key, strlen(r->key), r->meters);
+            if (r->rc > 0)
+                r->rc = 0;
+            break;
+        case HC_WREQ_THRESHOLD_UNSET:
+            /* -ENOENT: this worker never met the maker; nothing to undo */
+            if (hc_detector_unset_threshold(&w->det, r->key, strlen(r->key)) == -ENOENT)
+                r->rc = 0;
+            break;
+        case HC_WREQ_VEHICLE_SHOW:
+            i = find_vehicle(w, r->key);
+            if (i < 0)
+                r->rc = -ENOENT;
+            else
+                vehicle_info(w, hc_vtable_rec(&w->vt, (uint32_t)i), &r->info);
+            break;
+        case HC_WREQ_VEHICLE_ALARM:
+            vehicle_alarm(w, r);
+            break;
+        case HC_WREQ_VEHICLE_LIST:
+            vehicle_list(w, r);
+            break;
+        default:
+            r->rc = -EINVAL;
+        }
+        answer(r);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct hc_worker *w = arg;
@@ -613,6 +805,8 @@ static void *worker_main(void *arg)
     w->next_commit_ms = now + w->cfg->commit_interval_ms;
     w->next_sync_ms = now + w->cfg->sync_interval_ms;
     for (;;) {
+        if (ck_ring_size(&w->ctl))
+            serve_control(w);
         size_t n = take(w, batch);
         if (n)
             process(w, batch, n);
@@ -633,7 +827,8 @@ static void *worker_main(void *arg)
         if (__atomic_load_n(w->front_done, __ATOMIC_ACQUIRE) && hc_ring_count(w->in) == 0)
             break;
         hc_wake_prepare(&w->wake);
-        if (hc_ring_count(w->in) || __atomic_load_n(w->front_done, __ATOMIC_ACQUIRE)) {
+        if (hc_ring_count(w->in) || ck_ring_size(&w->ctl) ||
+            __atomic_load_n(w->front_done, __ATOMIC_ACQUIRE)) {
             hc_wake_cancel(&w->wake);
             continue;
         }
@@ -683,6 +878,11 @@ void hc_worker_close(struct hc_worker *w)
 {
     if (!w)
         return;
+    void *p;
+    while (ck_ring_dequeue_spsc(&w->ctl, w->ctl_buf, &p)) {
+        ((struct hc_wreq *)p)->rc = -ESHUTDOWN;
+        answer(p);                  /* frees those given up on */
+    }
     for (size_t i = 0; i < w->n_alarms; i++)
         free(w->alarms[i].json);
     free(w->alarms);

@@ -361,14 +361,14 @@ Test(alarms, channels_and_settings_change_live_and_outlive_a_restart)
 
     /* A new channel needs a secret: refused, nothing changed. */
     hr_url(rx, "/sms", url, sizeof(url));
-    refused("{\"cmd\":\"channel.set\",\"name\":\"sms\",\"url\":\"%s\"}", url, "secret");
-    refused("{\"cmd\":\"channel.set\",\"name\":\"sms\",\"priority\":\"%s\"}", "0", "");
+    refused("{\"cmd\":\"channel.add\",\"name\":\"sms\",\"url\":\"%s\"}", url, "secret");
+    refused("{\"cmd\":\"channel.add\",\"name\":\"sms\",\"priority\":\"%s\"}", "0", "");
     json_t *a;
     channel_names(names, sizeof(names));
     cr_assert_str_eq(names, "app");
 
     /* Added ahead of app. */
-    snprintf(req, sizeof(req), "{\"cmd\":\"channel.set\",\"name\":\"sms\",\"url\":\"%s\","
+    snprintf(req, sizeof(req), "{\"cmd\":\"channel.add\",\"name\":\"sms\",\"url\":\"%s\","
              "\"secret\":\"%s\",\"priority\":1,\"delay\":\"0s\"}\n", url, SECRET);
     a = daemon_control(&d, req);
     cr_assert(json_is_true(json_object_get(a, "ok")), "%s",

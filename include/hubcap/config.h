@@ -89,6 +89,9 @@ struct hc_config {
     unsigned connect_timeout_ms;
     unsigned timeout_ms;                /* the whole request */
     char ca_file[HC_CONFIG_PATH_MAX];   /* "": the system's trust store */
+    /* [control] */
+    char control_socket[108];           /* "": <data_dir>/hubcapd.sock */
+    char control_group[64];             /* "": the daemon's user and root only */
     /* [thresholds] */
     unsigned n_thresholds;
     struct hc_config_threshold thresholds[HC_CONFIG_THRESHOLDS_MAX];
@@ -119,6 +122,9 @@ int hc_config_load(struct hc_config *c, const char *path, char *err, size_t errl
  * validation and messages as a file, without "file:line: ".  Returns 0, or
  * -1 with err and *c unchanged. */
 int hc_config_set(struct hc_config *c, const char *assignment, char *err, size_t errlen);
+
+/* Remove maker's own threshold (a live "threshold unset"): 0, or -ENOENT. */
+int hc_config_remove_threshold(struct hc_config *c, const char *maker);
 
 /* Remove channel name (a live "channel remove"): 0, or -ENOENT. */
 int hc_config_remove_channel(struct hc_config *c, const char *name);

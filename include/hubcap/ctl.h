@@ -8,8 +8,10 @@
  *   -> {"cmd":"nope"}
  *   <- {"ok":false,"error":"unknown command 'nope' (try: status, stats)"}
  *
- * Only the owner of the daemon's user id (or root) may connect.  Served by
- * the main thread from its poll loop; the handler runs there too.
+ * Only the daemon's user, root, or (when a group is given) members of that
+ * group may connect: the file's mode keeps others out, and every
+ * connection's peer credentials are checked too.  Served by the main
+ * thread from its poll loop; the handler runs there too.
  */
 #ifndef HUBCAP_CTL_H
 #define HUBCAP_CTL_H
@@ -35,11 +37,13 @@ struct hc_ctl {
     char path[4200];
     hc_ctl_handler handler;
     void *ctx;
+    long group;                 /* gid allowed besides our uid and root; -1: none */
     struct hc_ctl_client clients[HC_CTL_MAX_CLIENTS];
 };
 
-/* Listen on path (an old socket file there is replaced). 0 or -errno. */
-int hc_ctl_open(struct hc_ctl *c, const char *path, hc_ctl_handler h, void *ctx);
+/* Listen on path (an old socket file there is replaced), mode 0600, or
+ * 0660 owned by group when group >= 0.  0 or -errno. */
+int hc_ctl_open(struct hc_ctl *c, const char *path, long group, hc_ctl_handler h, void *ctx);
 void hc_ctl_close(struct hc_ctl *c);
 
 /* Fill pfd with the descriptors to poll; returns how many (<= 1 + max). */

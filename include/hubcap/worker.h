@@ -17,7 +17,9 @@
 #ifndef HUBCAP_WORKER_H
 #define HUBCAP_WORKER_H
 
+#include <ck_ring.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdint.h>
 
 #include "hubcap/config.h"
@@ -41,6 +43,55 @@ struct hc_worker_stats {
                                not yet synced and in alarms.log) */
     uint64_t passes;        /* rolling passes completed (journal trims) */
     uint64_t rolled;        /* records the rolling pass rewrote */
+};
+
+/* ---- control requests ---------------------------------------------------
+ *
+ * The control socket's thread asks a worker about its vehicles and changes
+ * its thresholds through a small SPSC ring of requests (one producer: the
+ * main thread).  The worker looks at that ring once per loop, a load and a
+ * compare; nothing on the report path takes a lock.  A request is answered
+ * before the worker takes its next batch, so a threshold applies to the next
+ * report of that maker. */
+
+enum hc_wreq_kind {
+    HC_WREQ_THRESHOLD_SET,      /* key: maker; meters */
+    HC_WREQ_THRESHOLD_UNSET,    /* key: maker (back to the default) */
+    HC_WREQ_VEHICLE_SHOW,       /* key: vid -> info */
+    HC_WREQ_VEHICLE_ALARM,      /* key: vid; on -> info, created; synced */
+    HC_WREQ_VEHICLE_LIST,       /* alarming, alarm_off, limit -> list */
+};
+
+/* A vehicle as the control socket shows it. */
+struct hc_vehicle_info {
+    char vid[HC_VID_MAX + 1];
+    char maker[HC_MAKER_MAX + 1];
+    int alarm_on;               /* not switched off by an operator */
+    int alarmed;                /* raised in the current parking session */
+    int64_t last_ts;            /* newest report (ms), -1 before any */
+    int64_t parked_ts;          /* first position of the session; -1: not parked */
+    double parked_lat, parked_lon;
+    unsigned window_len, window_size, pairs;
+    double max_distance_m, threshold_m;
+};
+
+struct hc_wreq {
+    int kind;                   /* enum hc_wreq_kind */
+    char key[HC_VID_MAX + 1];   /* vid or maker, NUL-terminated */
+    double meters;
+    int on;
+    int alarming, alarm_off;    /* list filters */
+    size_t limit;
+    /* the answer */
+    int rc;                     /* 0, -ENOENT (no such vehicle), or an error */
+    int created;
+    struct hc_vehicle_info info;
+    struct hc_vehicle_info *list;   /* malloc'd by the worker; hc_wreq_free frees */
+    size_t n_list;
+    int truncated;
+    /* hand-off between the two threads */
+    sem_t done;
+    int state;                  /* WREQ_* in worker.c */
 };
 
 struct hc_pending_alarm;
@@ -82,6 +133,8 @@ struct hc_worker {
     uint32_t *rolled;               /* indexes the pass wrote in this transaction */
     size_t n_rolled;
 
+    struct ck_ring ctl;             /* struct hc_wreq * from the main thread */
+    struct ck_ring_buffer ctl_buf[16];
     pthread_t thread;
     struct hc_worker_stats stats;
 };
@@ -100,6 +153,18 @@ int hc_worker_start(struct hc_worker *w);
 void hc_worker_join(struct hc_worker *w);
 
 void hc_worker_close(struct hc_worker *w);
+
+/* A new request of kind k for key (a vid or a maker, at most HC_VID_MAX
+ * bytes), or NULL (out of memory). */
+struct hc_wreq *hc_wreq_new(int kind, const char *key);
+
+/* Ask worker w (from the main thread, the only caller): queue req, wake
+ * the worker and wait up to timeout_ms for its answer.  0: answered (see
+ * req->rc), then free req with hc_wreq_free.  -ETIMEDOUT: no answer in
+ * time; the request now belongs to the worker, which frees it once it gets
+ * to it; do not touch it.  -EAGAIN: the worker's queue is full, free it. */
+int hc_worker_call(struct hc_worker *w, struct hc_wreq *req, int timeout_ms);
+void hc_wreq_free(struct hc_wreq *req);
 
 /* A consistent-enough copy of the counters, from any thread. */
 void hc_worker_read_stats(const struct hc_worker *w, struct hc_worker_stats *out);
