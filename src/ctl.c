@@ -255,11 +255,16 @@ json_t *hc_ctl_call(const char *path, const char *request, int timeout_ms)
     char *buf = malloc(cap);
     json_t *answer = NULL;
     int err = ENOMEM;
+    ssize_t sent = 0;
     if (buf && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         err = errno;
-    } else if (buf && send(fd, request, want, MSG_NOSIGNAL) != (ssize_t)want) {
-        err = errno == EAGAIN ? ETIMEDOUT : errno;
+    } else if (buf && (sent = send(fd, request, want, MSG_NOSIGNAL)) != (ssize_t)want &&
+               !(sent < 0 && (errno == EPIPE || errno == ECONNRESET))) {
+        err = sent < 0 && errno != EAGAIN ? errno : ETIMEDOUT;
     } else if (buf) {
+        /* Read even when the send found the connection closed: a peer the
+         * server refuses is answered at accept, before it is read from, and
+         * that answer is waiting here. */
         err = EPROTO;                   /* closed before a whole line */
         while (!memchr(buf, '\n', len)) {
             if (len + 1 == cap) {

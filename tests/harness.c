@@ -71,8 +71,10 @@ void daemon_start(struct daemon *d, const char *const *sets)
             return;
         }
         int st;
-        if (waitpid(d->pid, &st, WNOHANG) == d->pid)
+        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+            d->pid = 0;     /* reaped: daemon_cleanup must not signal or wait for it */
             cr_assert_fail("hubcapd exited during start-up (status %d)", st);
+        }
         sleep_ms(10);
     }
     cr_assert_fail("hubcapd did not become ready");
