@@ -256,15 +256,19 @@ json_t *hc_ctl_call(const char *path, const char *request, int timeout_ms)
     json_t *answer = NULL;
     int err = ENOMEM;
     ssize_t sent = 0;
+    int send_err = 0;
     if (buf && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         err = errno;
     } else if (buf && (sent = send(fd, request, want, MSG_NOSIGNAL)) != (ssize_t)want &&
-               !(sent < 0 && (errno == EPIPE || errno == ECONNRESET))) {
-        err = sent < 0 && errno != EAGAIN ? errno : ETIMEDOUT;
+               sent < 0 && errno != EPIPE && errno != ECONNRESET) {
+        err = errno == EAGAIN ? ETIMEDOUT : errno;
     } else if (buf) {
-        /* Read even when the send found the connection closed: a peer the
-         * server refuses is answered at accept, before it is read from, and
-         * that answer is waiting here. */
+        /* Read even when the send was cut short or found the connection
+         * closed: the server answers a peer it refuses at accept, and a
+         * request too large once it has read too much, then closes; that
+         * answer is waiting here. */
+        if (sent != (ssize_t)want)
+            send_err = sent < 0 ? errno : EPIPE;
         err = EPROTO;                   /* closed before a whole line */
         while (!memchr(buf, '\n', len)) {
             if (len + 1 == cap) {
@@ -286,6 +290,8 @@ json_t *hc_ctl_call(const char *path, const char *request, int timeout_ms)
             len += (size_t)n;
         }
         answer = json_loadb(buf, len, JSON_DISABLE_EOF_CHECK, NULL);
+        if (!answer && send_err)
+            err = send_err;
     }
     free(buf);
     close(fd);

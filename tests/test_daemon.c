@@ -354,6 +354,46 @@ Test(daemon, control_socket_refuses_bad_requests)
     cr_assert(json_is_true(json_object_get(a, "ok")));
     cr_assert_eq(json_integer_value(json_object_get(a, "msgpack_tcp")), d.tcp);
     json_decref(a);
+
+    /* Oversized: refused, and the daemon still answers. */
+    size_t big = 70000;
+    char *req = malloc(big + 1);
+    cr_assert_not_null(req);
+    memset(req, ' ', big);
+    static const char head[] = "{\"cmd\":\"status\",\"pad\":\"";
+    memcpy(req, head, strlen(head));
+    memcpy(req + big - 3, "\"}\n", 3);
+    req[big] = '\0';
+    a = daemon_control(&d, req);
+    free(req);
+    cr_assert(json_is_false(json_object_get(a, "ok")));
+    cr_assert(strstr(json_string_value(json_object_get(a, "error")), "too large"));
+    json_decref(a);
+
+    /* Bad values change nothing. */
+    static const char *const bad[] = {
+        "{\"cmd\":\"threshold.set\",\"maker\":\"acme\",\"meters\":\"nan\"}\n",
+        "{\"cmd\":\"threshold.set\",\"maker\":\"acme\",\"meters\":-3}\n",
+        "{\"cmd\":\"threshold.set\",\"thresholds\":{\"acme\":5,\"zeta\":0}}\n",
+        "{\"cmd\":\"threshold.set\",\"maker\":\"acme\"}\n",
+        "{\"cmd\":\"threshold.unset\",\"maker\":\"acme\"}\n",
+        "{\"cmd\":\"vehicle.alarm\",\"vid\":\"CAR\",\"on\":\"yes\"}\n",
+        "{\"cmd\":\"vehicle.list\",\"limit\":0}\n",
+        "{\"cmd\":\"vehicle.show\",\"vid\":\"never-seen\"}\n",
+        "{\"cmd\":\"alarm.ack\",\"id\":\"0-999\",\"state\":\"done\"}\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        a = daemon_control(&d, bad[i]);
+        cr_assert(json_is_false(json_object_get(a, "ok")), "refused: %s", bad[i]);
+        cr_assert_not_null(json_string_value(json_object_get(a, "error")));
+        json_decref(a);
+    }
+    a = daemon_control(&d, "{\"cmd\":\"threshold.list\"}\n");
+    cr_assert_eq(json_array_size(json_object_get(a, "thresholds")), 0, "no threshold was set");
+    json_decref(a);
+    a = daemon_control(&d, "{\"cmd\":\"vehicle.list\"}\n");
+    cr_assert_eq(json_array_size(json_object_get(a, "vehicles")), 0, "no vehicle was made");
+    json_decref(a);
 }
 
 Test(daemon, second_daemon_on_the_same_data_dir_is_refused)
