@@ -167,11 +167,14 @@ Test(notify, a_round_escalates_in_order_after_each_delay_then_repeats)
     struct hr_request c = request(2, "0-1", "voice", 1);
     struct hr_request d = request(3, "0-1", "app", 2);
     cr_assert_lt(a.at_ns - t0, ms_ns(500), "the first channel is notified at once");
-    cr_assert_geq(b.at_ns - a.at_ns, ms_ns(STEP_MS) - EARLY_NS, "sms waits its delay");
-    cr_assert_lt(b.at_ns - a.at_ns, ms_ns(STEP_MS + 500));
-    cr_assert_geq(c.at_ns - b.at_ns, ms_ns(STEP_MS) - EARLY_NS, "voice waits its delay");
-    cr_assert_geq(d.at_ns - a.at_ns, ms_ns(REPEAT_MS) - EARLY_NS, "the round repeats");
-    cr_assert_lt(d.at_ns - a.at_ns, ms_ns(REPEAT_MS + 500));
+    /* Delays count from the round's start (the raise), not from when the
+     * previous channel's request happened to arrive: measured from t0, a
+     * slow delivery of one channel cannot make the next look early. */
+    cr_assert_geq(b.at_ns - t0, ms_ns(STEP_MS) - EARLY_NS, "sms waits its delay");
+    cr_assert_lt(b.at_ns - t0, ms_ns(STEP_MS + 500));
+    cr_assert_geq(c.at_ns - t0, ms_ns(2 * STEP_MS) - EARLY_NS, "voice waits its delay");
+    cr_assert_geq(d.at_ns - t0, ms_ns(REPEAT_MS) - EARLY_NS, "the round repeats");
+    cr_assert_lt(d.at_ns - t0, ms_ns(REPEAT_MS + 500));
     cr_assert_str_neq(a.id, d.id, "each notification is its own message");
     struct found f = stored("0-1");
     cr_assert_eq(f.state, HC_ALARM_FIRING);
@@ -356,6 +359,7 @@ Test(notify, settings_change_live_and_reschedule_at_once)
 {
     n_chans = 1;
     open_all();
+    uint64_t t0 = hc_time_mono_ns();
     raise_alarm(0, 1, "0-1");
     cr_assert_eq(hr_wait(rx, 1, 5000), 1);
     char msg[200];
@@ -368,7 +372,8 @@ Test(notify, settings_change_live_and_reschedule_at_once)
     struct hr_request a, b;
     cr_assert_eq(hr_get(rx, 0, &a), 0);
     cr_assert_eq(hr_get(rx, 1, &b), 0);
-    cr_assert_geq(b.at_ns - a.at_ns, ms_ns(400) - EARLY_NS);
+    cr_assert_geq(b.at_ns - t0, ms_ns(400) - EARLY_NS, "the next round counts from the raise");
+    cr_assert_lt(a.at_ns, b.at_ns);
     hr_request_free(&a);
     hr_request_free(&b);
 }
