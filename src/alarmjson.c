@@ -23,23 +23,33 @@ static json_t *position(double lat, double lon, int64_t ts)
                      hc_time_format(ts, 1, t));
 }
 
+/* Ids and makers are arbitrary bytes from devices.  JSON strings must be
+ * UTF-8: an id that is not becomes "hex:" and its bytes in hex (lossless);
+ * a maker that is not becomes "". */
+json_t *hc_json_vid(const char *vid)
+{
+    json_t *j = json_stringn(vid, strlen(vid));
+    if (!j) {
+        char hex[2 * HC_VID_MAX + 5] = "hex:";
+        for (size_t i = 0; vid[i] && i < HC_VID_MAX; i++)
+            snprintf(hex + 4 + 2 * i, 3, "%02x", (unsigned char)vid[i]);
+        j = json_string(hex);
+    }
+    return j;
+}
+
+json_t *hc_json_maker(const char *maker)
+{
+    json_t *j = json_stringn(maker, strlen(maker));
+    return j ? j : json_string("");
+}
+
 char *hc_alarm_json(const struct hc_alarm *a, const char *alarm_id, const char *state,
                     int64_t now_ms)
 {
     char now[HC_TIME_LEN];
-    /* Ids and makers are arbitrary bytes from devices.  JSON strings must
-     * be UTF-8: an id that is not becomes "hex:" and its bytes in hex
-     * (lossless); a maker that is not becomes "". */
-    json_t *vid = json_stringn(a->vid, strlen(a->vid));
-    if (!vid) {
-        char hex[2 * HC_VID_MAX + 5] = "hex:";
-        for (size_t i = 0; a->vid[i]; i++)
-            snprintf(hex + 4 + 2 * i, 3, "%02x", (unsigned char)a->vid[i]);
-        vid = json_string(hex);
-    }
-    json_t *maker = json_stringn(a->maker, strlen(a->maker));
-    if (!maker)
-        maker = json_string("");
+    json_t *vid = hc_json_vid(a->vid);
+    json_t *maker = hc_json_maker(a->maker);
     json_t *data = json_pack("{s:s, s:o, s:o, s:s, s:f, s:i, s:f, s:o, s:o}",
                              "alarm_id", alarm_id, "vid", vid, "maker", maker, "state", state,
                              "threshold_m", a->threshold_m,

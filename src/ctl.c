@@ -4,7 +4,9 @@
  * Clients are non-blocking; a request is complete at its newline.  A
  * request larger than HC_CTL_MAX_REQUEST, or one that is not a JSON object
  * with a string "cmd", is answered with an error and changes nothing.
- * Answers are written with a blocking send of one line (they are small).
+ * An answer is sent without blocking; what the client does not take at
+ * once is kept and sent as it reads (POLLOUT), and its next request waits
+ * until then.  The main thread never waits on a client.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,11 +40,12 @@ int hc_ctl_open(struct hc_ctl *c, const char *path, long group, hc_ctl_handler h
     if (fd < 0)
         return -errno;
     unlink(path);
-    mode_t old = umask(0077);   /* created 0600: only our user */
+    /* Created 0600 (our user), or 0660 and then handed to the group; lchown
+     * does not follow a symlink swapped in for the socket. */
+    mode_t old = umask(group >= 0 ? 0117 : 0177);
     int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
     umask(old);
-    if (rc == 0 && group >= 0 && (chown(path, (uid_t)-1, (gid_t)group) < 0 ||
-                                  chmod(path, 0660) < 0))
+    if (rc == 0 && group >= 0 && lchown(path, (uid_t)-1, (gid_t)group) < 0)
         rc = -1;
     if (rc < 0 || listen(fd, 16) < 0) {
         rc = -errno;
@@ -58,9 +61,10 @@ static void client_drop(struct hc_ctl_client *cl)
     if (cl->fd >= 0)
         close(cl->fd);
     free(cl->buf);
+    free(cl->out);
     cl->fd = -1;
-    cl->buf = NULL;
-    cl->len = 0;
+    cl->buf = cl->out = NULL;
+    cl->len = cl->out_len = cl->out_off = 0;
 }
 
 void hc_ctl_close(struct hc_ctl *c)
@@ -80,26 +84,62 @@ int hc_ctl_pollfds(const struct hc_ctl *c, struct pollfd *pfd)
     pfd[n++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
     for (int i = 0; i < HC_CTL_MAX_CLIENTS; i++)
         if (c->clients[i].fd >= 0)
-            pfd[n++] = (struct pollfd){ .fd = c->clients[i].fd, .events = POLLIN };
+            pfd[n++] = (struct pollfd){ .fd = c->clients[i].fd,
+                                        .events = c->clients[i].out ? POLLOUT : POLLIN };
     return n;
 }
 
-/* Send one answer line without blocking: the main thread must never wait
- * on a client (SIGTERM is handled by the same loop).  Returns -1 when the
- * client does not take the whole line (it is not reading): drop it. */
-static int reply(int fd, json_t *ans)
+/* One answer line, serialized; NULL when out of memory. */
+static char *answer_line(json_t *ans, size_t *len)
 {
-    int rc = -1;
     char *s = json_dumps(ans, JSON_COMPACT | JSON_REAL_PRECISION(10));
-    if (s) {
-        size_t len = strlen(s);
-        s[len] = '\n';      /* json_dumps leaves room for the NUL we replace */
-        ssize_t w = send(fd, s, len + 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-        rc = w == (ssize_t)(len + 1) ? 0 : -1;
-        free(s);
-    }
     json_decref(ans);
-    return rc;
+    if (s) {
+        *len = strlen(s);
+        s[(*len)++] = '\n';    /* json_dumps leaves room for the NUL we replace */
+    }
+    return s;
+}
+
+/* Send what the client has waiting, without blocking.  0 (all sent or the
+ * rest kept for POLLOUT) or -1 (the client is gone: drop it). */
+static int flush_out(struct hc_ctl_client *cl)
+{
+    while (cl->out_off < cl->out_len) {
+        ssize_t w = send(cl->fd, cl->out + cl->out_off, cl->out_len - cl->out_off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return errno == EAGAIN ? 0 : -1;
+        cl->out_off += (size_t)w;
+    }
+    free(cl->out);
+    cl->out = NULL;
+    cl->out_len = cl->out_off = 0;
+    return 0;
+}
+
+static int reply(struct hc_ctl_client *cl, json_t *ans)
+{
+    size_t len;
+    char *s = answer_line(ans, &len);
+    if (!s)
+        return -1;
+    cl->out = s;
+    cl->out_len = len;
+    cl->out_off = 0;
+    return flush_out(cl);
+}
+
+/* A refusal to a connection we do not keep: best effort, one try. */
+static void reply_once(int fd, json_t *ans)
+{
+    size_t len;
+    char *s = answer_line(ans, &len);
+    if (s && send(fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        hc_debug("ctl", "refusal not sent: %s", strerror(errno));
+    free(s);
 }
 
 static json_t *refuse(const char *msg)
@@ -107,26 +147,26 @@ static json_t *refuse(const char *msg)
     return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
 }
 
-static int handle(struct hc_ctl *c, int fd, const char *line)
+static int handle(struct hc_ctl *c, struct hc_ctl_client *cl, const char *line)
 {
     json_error_t jerr;
     json_t *req = json_loads(line, 0, &jerr);
     const char *cmd = req ? json_string_value(json_object_get(req, "cmd")) : NULL;
     if (!req || !json_is_object(req) || !cmd) {
         json_decref(req);
-        return reply(fd, refuse("a request is one JSON object with a string \"cmd\", on one line"));
+        return reply(cl, refuse("a request is one JSON object with a string \"cmd\", on one line"));
     }
     const char *error = NULL;
     json_t *ans = c->handler(c->ctx, cmd, req, &error);
     int rc;
     if (error) {
         json_decref(ans);
-        rc = reply(fd, refuse(error));
+        rc = reply(cl, refuse(error));
     } else {
         if (!ans)
             ans = json_object();
         json_object_set_new(ans, "ok", json_true());
-        rc = reply(fd, ans);
+        rc = reply(cl, ans);
     }
     json_decref(req);
     return rc;
@@ -146,14 +186,17 @@ static int peer_allowed(const struct hc_ctl *c, int fd)
         return 0;
     if (cr.gid == (gid_t)c->group)
         return 1;
-    gid_t groups[256];
-    len = sizeof(groups);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
-        return 0;
-    for (size_t i = 0; i < len / sizeof(gid_t); i++)
-        if (groups[i] == (gid_t)c->group)
-            return 1;
-    return 0;
+    gid_t few[64], *groups = few;
+    len = sizeof(few);
+    int rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+    if (rc < 0 && errno == ERANGE && (groups = malloc(len)) != NULL)
+        rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);   /* len: the size needed */
+    int found = 0;
+    for (size_t i = 0; rc == 0 && i < len / sizeof(gid_t); i++)
+        found |= groups[i] == (gid_t)c->group;
+    if (groups != few)
+        free(groups);
+    return found;
 }
 
 static void accept_clients(struct hc_ctl *c)
@@ -163,7 +206,7 @@ static void accept_clients(struct hc_ctl *c)
         if (fd < 0)
             return;
         if (!peer_allowed(c, fd)) {
-            reply(fd, refuse(c->group < 0
+            reply_once(fd, refuse(c->group < 0
                              ? "permission denied: connect as the daemon's user or root"
                              : "permission denied: connect as the daemon's user, root or a"
                                " member of control.group"));
@@ -175,11 +218,29 @@ static void accept_clients(struct hc_ctl *c)
             if (c->clients[i].fd < 0)
                 slot = i;
         if (slot < 0) {
-            reply(fd, refuse("too many control connections; try again"));
+            reply_once(fd, refuse("too many control connections; try again"));
             close(fd);
             continue;
         }
         c->clients[slot].fd = fd;
+    }
+}
+
+/* Handle the complete requests received, one at a time: a request waits
+ * while the answer before it is still being sent. */
+static void handle_lines(struct hc_ctl *c, struct hc_ctl_client *cl)
+{
+    char *nl;
+    while (cl->fd >= 0 && !cl->out && (nl = memchr(cl->buf, '\n', cl->len))) {
+        *nl = '\0';
+        if (handle(c, cl, cl->buf) < 0) {
+            client_drop(cl);        /* gone, or out of memory */
+            return;
+        }
+        size_t rest = cl->len - (size_t)(nl + 1 - cl->buf);
+        memmove(cl->buf, nl + 1, rest);
+        cl->len = rest;
+        cl->buf[cl->len] = '\0';
     }
 }
 
@@ -193,7 +254,7 @@ static void read_client(struct hc_ctl *c, struct hc_ctl_client *cl)
         return;
     }
     if (cl->len + (size_t)n > HC_CTL_MAX_REQUEST) {
-        reply(cl->fd, refuse("request too large (at most 65536 bytes)"));
+        reply_once(cl->fd, refuse("request too large (at most 65536 bytes)"));
         client_drop(cl);
         return;
     }
@@ -206,18 +267,21 @@ static void read_client(struct hc_ctl *c, struct hc_ctl_client *cl)
     memcpy(cl->buf + cl->len, tmp, (size_t)n);
     cl->len += (size_t)n;
     cl->buf[cl->len] = '\0';
-    char *nl;
-    while (cl->fd >= 0 && (nl = memchr(cl->buf, '\n', cl->len))) {
-        *nl = '\0';
-        if (handle(c, cl->fd, cl->buf) < 0) {
-            client_drop(cl);        /* it does not read its answers */
+    handle_lines(c, cl);
+}
+
+static void serve_client(struct hc_ctl *c, struct hc_ctl_client *cl, short revents)
+{
+    if (cl->out) {
+        if ((revents & (POLLOUT | POLLERR | POLLHUP)) && flush_out(cl) < 0) {
+            client_drop(cl);
             return;
         }
-        size_t rest = cl->len - (size_t)(nl + 1 - cl->buf);
-        memmove(cl->buf, nl + 1, rest);
-        cl->len = rest;
-        cl->buf[cl->len] = '\0';
+        if (!cl->out)
+            handle_lines(c, cl);    /* requests that waited for this answer */
+        return;
     }
+    read_client(c, cl);
 }
 
 void hc_ctl_serve(struct hc_ctl *c, const struct pollfd *pfd, int n)
@@ -231,7 +295,7 @@ void hc_ctl_serve(struct hc_ctl *c, const struct pollfd *pfd, int n)
         }
         for (int k = 0; k < HC_CTL_MAX_CLIENTS; k++)
             if (c->clients[k].fd == pfd[i].fd) {
-                read_client(c, &c->clients[k]);
+                serve_client(c, &c->clients[k], pfd[i].revents);
                 break;
             }
     }

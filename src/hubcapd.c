@@ -536,10 +536,49 @@ static json_t *deadletter_command(struct daemon *d, const char *cmd, json_t *req
 
 #define WORKER_TIMEOUT_MS 5000
 
-/* Ask every worker (all == 1) or the owner of key; 0, or -1 with the reason
- * in d->ctl_error.  The answered requests go to out[] (NULL when not
- * asked); the caller frees them with hc_wreq_free. */
-static int ask_workers(struct daemon *d, struct hc_wreq *proto, int all, struct hc_wreq **out)
+/* Ask worker i what proto asks; 0 with *out the answered request (free it
+ * with hc_wreq_free), or -1 with the reason in d->ctl_error. */
+static int ask_worker(struct daemon *d, unsigned i, const struct hc_wreq *proto,
+                      struct hc_wreq **out)
+{
+    struct hc_wreq *r = hc_wreq_new(proto->kind, proto->key);
+    *out = NULL;
+    if (!r) {
+        snprintf(d->ctl_error, sizeof(d->ctl_error), "out of memory");
+        return -1;
+    }
+    r->meters = proto->meters;
+    r->on = proto->on;
+    r->alarming = proto->alarming;
+    r->alarm_off = proto->alarm_off;
+    r->limit = proto->limit;
+    int c = hc_worker_call(&d->workers[i], r, WORKER_TIMEOUT_MS);
+    if (c == -ETIMEDOUT) {          /* not carried out; the worker frees it */
+        snprintf(d->ctl_error, sizeof(d->ctl_error), "worker %u did not take the request"
+                 " within %d s; it may be stuck committing (see the daemon's log)", i,
+                 WORKER_TIMEOUT_MS / 1000);
+        return -1;
+    }
+    if (c < 0) {
+        hc_wreq_free(r);
+        snprintf(d->ctl_error, sizeof(d->ctl_error), "worker %u is busy with other control"
+                 " requests; try again", i);
+        return -1;
+    }
+    *out = r;
+    if (r->rc < 0 && r->rc != -ENOENT) {
+        snprintf(d->ctl_error, sizeof(d->ctl_error), "worker %u: %s", i, hc_strerror(r->rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* Ask every worker (all == 1) or the owner of proto->key; 0, or -1 with
+ * the reason in d->ctl_error (at the first worker that fails).  The
+ * answered requests go to out[] (NULL when not asked); free them with
+ * free_answers. */
+static int ask_workers(struct daemon *d, const struct hc_wreq *proto, int all,
+                       struct hc_wreq **out)
 {
     unsigned first = 0, last = d->nworkers;
     int rc = 0;
@@ -549,40 +588,8 @@ static int ask_workers(struct daemon *d, struct hc_wreq *proto, int all, struct 
     }
     for (unsigned i = 0; i < d->nworkers; i++)
         out[i] = NULL;
-    for (unsigned i = first; i < last && rc == 0; i++) {
-        struct hc_wreq *r = hc_wreq_new(proto->kind, proto->key);
-        if (!r) {
-            snprintf(d->ctl_error, sizeof(d->ctl_error), "out of memory");
-            rc = -1;
-            break;
-        }
-        r->meters = proto->meters;
-        r->on = proto->on;
-        r->alarming = proto->alarming;
-        r->alarm_off = proto->alarm_off;
-        r->limit = proto->limit;
-        int c = hc_worker_call(&d->workers[i], r, WORKER_TIMEOUT_MS);
-        if (c == -ETIMEDOUT) {
-            snprintf(d->ctl_error, sizeof(d->ctl_error), "worker %u did not answer within %d s;"
-                     " it may be stuck committing (see the daemon's log)", i,
-                     WORKER_TIMEOUT_MS / 1000);
-            rc = -1;
-            break;
-        }
-        if (c < 0) {
-            hc_wreq_free(r);
-            snprintf(d->ctl_error, sizeof(d->ctl_error), "worker %u is busy with other control"
-                     " requests; try again", i);
-            rc = -1;
-            break;
-        }
-        out[i] = r;
-        if (r->rc < 0 && r->rc != -ENOENT) {
-            snprintf(d->ctl_error, sizeof(d->ctl_error), "worker %u: %s", i,
-                     hc_strerror(r->rc));
-            rc = -1;
-        }
-    }
+    for (unsigned i = first; i < last && rc == 0; i++)
+        rc = ask_worker(d, i, proto, &out[i]);
     return rc;
 }
 
@@ -638,9 +645,52 @@ static json_t *threshold_list(struct daemon *d)
     return json_pack("{s:f, s:o}", "default_m", d->cfg.default_threshold_m, "thresholds", arr);
 }
 
+/* Give maker the threshold meters (or, with meters <= 0, the default) in
+ * every worker.  0, or -1 with d->ctl_error. */
+static int workers_threshold(struct daemon *d, const char *maker, double meters)
+{
+    struct hc_wreq proto = { .kind = meters > 0 ? HC_WREQ_THRESHOLD_SET
+                                                : HC_WREQ_THRESHOLD_UNSET,
+                             .meters = meters };
+    struct hc_wreq *out[HC_CONFIG_WORKERS_MAX];
+    snprintf(proto.key, sizeof(proto.key), "%s", maker);
+    int rc = ask_workers(d, &proto, 1, out);
+    free_answers(d, out);
+    return rc;
+}
+
+/* Put makers[0..n) back in every worker as in d->cfg (still the old
+ * configuration), after a change failed part way. */
+static void workers_restore(struct daemon *d, const char *const *makers, size_t n)
+{
+    char keep[sizeof(d->ctl_error)];
+    memcpy(keep, d->ctl_error, sizeof(keep));   /* the first failure is the one to tell */
+    for (size_t i = 0; i < n; i++) {
+        const struct hc_config_threshold *t = own_threshold(&d->cfg, makers[i]);
+        if (workers_threshold(d, makers[i], t ? t->meters : 0) < 0)
+            hc_error("main", "threshold %s: could not be put back in every worker (%s); a"
+                     " restart restores it", makers[i], d->ctl_error);
+    }
+    memcpy(d->ctl_error, keep, sizeof(keep));
+}
+
+/* A maker name as the configuration keeps it: 1 to 32 bytes, no control
+ * characters, no '=', no space at either end (hc_config_set trims). */
+static int maker_name_ok(const char *m)
+{
+    size_t n = strlen(m);
+    if (n == 0 || n > HC_MAKER_MAX || m[0] == ' ' || m[n - 1] == ' ' || strchr(m, '='))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)m[i] < 0x20 || m[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
 /* "threshold.set" {maker, meters} or {thresholds: {maker: meters, ...}}:
- * checked by the configuration's parser on a copy, kept, then every worker
- * applies it before the answer. */
+ * checked by the configuration's parser on a copy; applied by every
+ * worker; then kept.  All of it or nothing: a worker that fails puts the
+ * makers already changed back. */
 static json_t *threshold_set(struct daemon *d, json_t *req, const char **error)
 {
     json_t *many = json_object_get(req, "thresholds"), *one = NULL;
@@ -660,68 +710,70 @@ static json_t *threshold_set(struct daemon *d, json_t *req, const char **error)
     size_t n = json_object_size(many);
     struct hc_config *c = malloc(sizeof(*c));
     char (*text)[96] = calloc(n, sizeof(*text));
-    const char **v = calloc(n, sizeof(*v));
+    const char **v = calloc(n, sizeof(*v)), **names = calloc(n, sizeof(*names));
     const char *key;
     json_t *val;
-    size_t k = 0;
+    size_t k = 0, applied = 0;
     *error = NULL;
-    if (!c || !text || !v)
+    if (!c || !text || !v || !names)
         *error = "out of memory";
     else
         memcpy(c, &d->cfg, sizeof(*c));
     json_object_foreach(many, key, val) {
         if (*error)
             break;
-        char num[40];
+        char num[48];
+        const char *str = json_string_value(val);
         if (json_is_number(val))
             snprintf(num, sizeof(num), "%.17g", json_number_value(val));
         else
-            snprintf(num, sizeof(num), "%s", json_is_string(val) ? json_string_value(val)
-                                                                : "(not a number)");
-        if (strlen(key) > HC_MAKER_MAX || strchr(key, '=')) {
+            snprintf(num, sizeof(num), "%s", str && strlen(str) < sizeof(num) ? str
+                                             : "(not a number)");
+        if (!maker_name_ok(key)) {
             snprintf(d->ctl_error, sizeof(d->ctl_error), "maker name '%.40s' must be 1 to %d"
-                     " bytes, without '='", key, HC_MAKER_MAX);
+                     " bytes, without control characters, '=' or spaces at either end", key,
+                     HC_MAKER_MAX);
             *error = d->ctl_error;
             break;
         }
         snprintf(text[k], sizeof(text[k]), "thresholds.%s=%s", key, num);
         v[k] = text[k];
+        names[k] = key;
         if (hc_config_set(c, v[k++], d->ctl_error, sizeof(d->ctl_error)) < 0)
             *error = d->ctl_error;
     }
     if (!*error && hc_config_finish(c, d->ctl_error, sizeof(d->ctl_error)) < 0)
         *error = d->ctl_error;
-    if (!*error && hc_settings_save(d->settings, v, k) < 0)
+    for (; !*error && applied < k; applied++) {
+        const struct hc_config_threshold *t = own_threshold(c, names[applied]);
+        if (!t || workers_threshold(d, names[applied], t->meters) < 0) {
+            if (!t)
+                snprintf(d->ctl_error, sizeof(d->ctl_error), "threshold %.40s: not taken",
+                         names[applied]);
+            *error = d->ctl_error;
+            workers_restore(d, names, applied + 1);
+        }
+    }
+    if (!*error && hc_settings_save(d->settings, v, k) < 0) {
         *error = "cannot keep the thresholds (see the daemon's log); nothing changed";
-    json_t *arr = json_array();
+        workers_restore(d, names, k);
+    }
+    json_t *arr = NULL;
     if (!*error) {
         memcpy(&d->cfg, c, sizeof(*c));
-        json_object_foreach(many, key, val) {
-            struct hc_wreq proto = { .kind = HC_WREQ_THRESHOLD_SET,
-                                     .meters = own_threshold(c, key)->meters };
-            struct hc_wreq *out[HC_CONFIG_WORKERS_MAX];
-            snprintf(proto.key, sizeof(proto.key), "%s", key);
-            int rc = ask_workers(d, &proto, 1, out);
-            free_answers(d, out);
-            if (rc < 0) {
-                *error = d->ctl_error;      /* kept: applied at the next start */
-                hc_error("main", "threshold %s: %s (kept for the next start)", key,
-                         d->ctl_error);
-                break;
-            }
-            hc_info("main", "threshold of %s set to %g m", key, proto.meters);
-            json_array_append_new(arr, threshold_json(d, key));
+        arr = json_array();
+        for (size_t i = 0; i < k; i++) {
+            hc_info("main", "threshold of %s set to %g m", names[i],
+                    own_threshold(c, names[i])->meters);
+            json_array_append_new(arr, threshold_json(d, names[i]));
         }
     }
     free(c);
     free(text);
     free(v);
+    free(names);
     json_decref(one);
-    if (*error) {
-        json_decref(arr);
-        return NULL;
-    }
-    return json_pack("{s:o}", "thresholds", arr);
+    return arr ? json_pack("{s:o}", "thresholds", arr) : NULL;
 }
 
 static json_t *threshold_command(struct daemon *d, const char *cmd, json_t *req,
@@ -744,20 +796,17 @@ static json_t *threshold_command(struct daemon *d, const char *cmd, json_t *req,
         *error = d->ctl_error;
         return NULL;
     }
+    if (workers_threshold(d, maker, 0) < 0) {
+        *error = d->ctl_error;
+        workers_restore(d, &maker, 1);
+        return NULL;
+    }
     if (hc_settings_remove_threshold(d->settings, maker) < 0) {
         *error = "cannot keep the change (see the daemon's log); nothing changed";
+        workers_restore(d, &maker, 1);
         return NULL;
     }
     hc_config_remove_threshold(&d->cfg, maker);
-    struct hc_wreq proto = { .kind = HC_WREQ_THRESHOLD_UNSET };
-    struct hc_wreq *out[HC_CONFIG_WORKERS_MAX];
-    snprintf(proto.key, sizeof(proto.key), "%s", maker);
-    int rc = ask_workers(d, &proto, 1, out);
-    free_answers(d, out);
-    if (rc < 0) {
-        *error = d->ctl_error;
-        return NULL;
-    }
     hc_info("main", "threshold of %s unset: the default %g m applies", maker,
             d->cfg.default_threshold_m);
     return threshold_json(d, maker);
@@ -767,16 +816,13 @@ static json_t *vehicle_json(struct daemon *d, const struct hc_vehicle_info *v, i
 {
     char last[HC_TIME_LEN], parked[HC_TIME_LEN];
     unsigned shard = (unsigned)(hc_hash(v->vid, strlen(v->vid)) % d->nworkers);
-    json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:b, s:s?}", "vid", v->vid, "maker", v->maker,
-                          "shard", (int)shard, "alarm", v->alarm_on ? "on" : "off",
-                          "alarmed", v->alarmed, "last_ts",
-                          v->last_ts >= 0 ? hc_time_format(v->last_ts, 1, last) : NULL);
-    if (!j)
-        return json_object();
-    if (!v->last_ts || v->last_ts < 0)
-        json_object_set_new(j, "last_ts", json_null());
-    if (!full)
-        return j;
+    json_t *j = json_pack("{s:o, s:o, s:i, s:s, s:b, s:o}", "vid", hc_json_vid(v->vid),
+                          "maker", hc_json_maker(v->maker), "shard", (int)shard,
+                          "alarm", v->alarm_on ? "on" : "off", "alarmed", v->alarmed,
+                          "last_ts", v->last_ts < 0 ? json_null()
+                                     : json_string(hc_time_format(v->last_ts, 1, last)));
+    if (!j || !full)
+        return j ? j : json_object();
     json_object_set_new(j, "parked", v->parked_ts < 0 ? json_null() : json_pack(
         "{s:f, s:f, s:s}", "lat", v->parked_lat, "lon", v->parked_lon, "ts",
         hc_time_format(v->parked_ts, 1, parked)));
@@ -824,36 +870,46 @@ static json_t *vehicle_command(struct daemon *d, const char *cmd, json_t *req,
             proto.on = json_is_true(on);
         }
     }
-    if (ask_workers(d, &proto, list, out) < 0) {
+    json_t *ans = NULL;
+    if (list) {
+        /* One worker after another, each asked only for what is still
+         * wanted (at the end 0: whether it has any more at all), so the
+         * answer and the memory behind it stay within the limit. */
+        json_t *arr = json_array();
+        size_t limit = proto.limit;
+        int truncated = 0;
+        for (unsigned i = 0; i < d->nworkers && !truncated; i++) {
+            struct hc_wreq *r;
+            proto.limit = limit - json_array_size(arr);
+            if (ask_worker(d, i, &proto, &r) < 0) {
+                hc_wreq_free(r);
+                json_decref(arr);
+                *error = d->ctl_error;
+                return NULL;
+            }
+            for (size_t k = 0; k < r->n_list; k++)
+                json_array_append_new(arr, vehicle_json(d, &r->list[k], 0));
+            truncated = r->truncated;
+            hc_wreq_free(r);
+        }
+        return json_pack("{s:o, s:b}", "vehicles", arr, "truncated", truncated);
+    }
+    if (ask_workers(d, &proto, 0, out) < 0) {
         free_answers(d, out);
         *error = d->ctl_error;
         return NULL;
     }
-    json_t *ans = NULL;
-    if (list) {
-        json_t *arr = json_array();
-        int truncated = 0;
-        for (unsigned i = 0; i < d->nworkers; i++) {
-            for (size_t k = 0; k < out[i]->n_list && json_array_size(arr) < proto.limit; k++)
-                json_array_append_new(arr, vehicle_json(d, &out[i]->list[k], 0));
-            truncated |= out[i]->truncated ||
-                         (out[i]->n_list && json_array_size(arr) == proto.limit &&
-                          i + 1 < d->nworkers);
-        }
-        ans = json_pack("{s:o, s:b}", "vehicles", arr, "truncated", truncated);
+    struct hc_wreq *r = out[hc_hash(proto.key, strlen(proto.key)) % d->nworkers];
+    if (r->rc == -ENOENT) {
+        snprintf(d->ctl_error, sizeof(d->ctl_error), "no vehicle %.64s: it has not"
+                 " reported since this data dir was created", proto.key);
+        *error = d->ctl_error;
+    } else if (proto.kind == HC_WREQ_VEHICLE_ALARM) {
+        hc_info("main", "vehicle %s: alarm switched %s", proto.key, proto.on ? "on" : "off");
+        ans = json_pack("{s:o, s:s, s:b}", "vid", hc_json_vid(proto.key), "alarm",
+                        proto.on ? "on" : "off", "created", r->created);
     } else {
-        struct hc_wreq *r = out[hc_hash(proto.key, strlen(proto.key)) % d->nworkers];
-        if (r->rc == -ENOENT) {
-            snprintf(d->ctl_error, sizeof(d->ctl_error), "no vehicle %.64s: it has not"
-                     " reported since this data dir was created", proto.key);
-            *error = d->ctl_error;
-        } else if (proto.kind == HC_WREQ_VEHICLE_ALARM) {
-            hc_info("main", "vehicle %s: alarm switched %s", proto.key, proto.on ? "on" : "off");
-            ans = json_pack("{s:s, s:s, s:b}", "vid", proto.key, "alarm",
-                            proto.on ? "on" : "off", "created", r->created);
-        } else {
-            ans = json_pack("{s:o}", "vehicle", vehicle_json(d, &r->info, 1));
-        }
+        ans = json_pack("{s:o}", "vehicle", vehicle_json(d, &r->info, 1));
     }
     free_answers(d, out);
     return ans;

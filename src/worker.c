@@ -605,7 +605,11 @@ static size_t take(struct hc_worker *w, struct hc_report *batch)
 
 /* ---- control requests ---------------------------------------------------- */
 
-enum { WREQ_QUEUED, WREQ_ANSWERED, WREQ_ABANDONED };
+/* A request is QUEUED until the worker takes it (RUNNING) or its caller
+ * gives up (ABANDONED): exactly one of the two compare-and-swaps from
+ * QUEUED wins, so a request the caller gave up on is never carried out,
+ * and one the worker has begun is always answered. */
+enum { WREQ_QUEUED, WREQ_RUNNING, WREQ_ANSWERED, WREQ_ABANDONED };
 
 struct hc_wreq *hc_wreq_new(int kind, const char *key)
 {
@@ -653,26 +657,36 @@ int hc_worker_call(struct hc_worker *w, struct hc_wreq *r, int timeout_ms)
         int expect = WREQ_QUEUED;
         if (__atomic_compare_exchange_n(&r->state, &expect, WREQ_ABANDONED, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            return -ETIMEDOUT;      /* the worker frees it */
+            return -ETIMEDOUT;      /* never carried out; the worker frees it */
         while (sem_wait(&r->done) < 0 && errno == EINTR)
-            ;                       /* answered just now: its post is on the way */
+            ;                       /* begun: its answer is on the way */
         break;
     }
     return 0;
 }
 
-/* Hand the answer back, or free the request if its caller gave up. */
-static void answer(struct hc_wreq *r)
+/* Take a request to carry it out: 0 if its caller gave up (then it is
+ * freed here). */
+static int take_request(struct hc_wreq *r)
 {
     int expect = WREQ_QUEUED;
-    if (__atomic_compare_exchange_n(&r->state, &expect, WREQ_ANSWERED, 0, __ATOMIC_ACQ_REL,
+    if (__atomic_compare_exchange_n(&r->state, &expect, WREQ_RUNNING, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE))
-        sem_post(&r->done);
-    else
-        hc_wreq_free(r);
+        return 1;
+    hc_wreq_free(r);
+    return 0;
 }
 
-static void vehicle_info(struct hc_worker *w, struct hc_vrec *r, struct hc_vehicle_info *out)
+static void answer(struct hc_wreq *r)
+{
+    __atomic_store_n(&r->state, WREQ_ANSWERED, __ATOMIC_RELEASE);
+    sem_post(&r->done);
+}
+
+/* The vehicle as the control socket shows it; the window's largest
+ * distance (O(W^2)) only when full. */
+static void vehicle_info(struct hc_worker *w, struct hc_vrec *r, struct hc_vehicle_info *out,
+                         int full)
 {
     struct hc_vehicle *v = hc_vrec_vehicle(r);
     struct hc_window *win = hc_vehicle_window(v);
@@ -693,9 +707,8 @@ static void vehicle_info(struct hc_worker *w, struct hc_vrec *r, struct hc_vehic
     out->window_len = win->len;
     out->window_size = win->cap;
     out->pairs = win->pairs;
-    out->max_distance_m = win->len > 1 ? hc_geo_chord2_to_m(hc_window_max_chord2(win,
-                                                                                 w->det.kernel))
-                                       : 0;
+    out->max_distance_m = full && win->len > 1
+                          ? hc_geo_chord2_to_m(hc_window_max_chord2(win, w->det.kernel)) : 0;
     out->threshold_m = m->threshold_m;
 }
 
@@ -705,28 +718,37 @@ static int64_t find_vehicle(struct hc_worker *w, const char *vid)
     return hc_vtable_find(&w->vt, vid, len, hc_hash(vid, len));
 }
 
-/* Switch a vehicle's alarm on or off (creating it if it never reported),
- * then commit and sync, so the answer means it is kept. */
+/* Switch a vehicle's alarm on or off (creating it if it never reported)
+ * and write it in a transaction of its own, synced: the answer means it is
+ * kept.  If that fails, the vehicle is put back as it was. */
 static void vehicle_alarm(struct hc_worker *w, struct hc_wreq *r)
 {
     size_t len = strlen(r->key);
     bool created = false;
     int64_t i = hc_vtable_upsert(&w->vt, r->key, len, hc_hash(r->key, len), vehicle_init,
                                  &w->det, &created);
-    if (i < 0) {
-        r->rc = (int)i;
+    void *before = i < 0 ? NULL : malloc(w->vt.vsize);
+    if (!before) {
+        r->rc = i < 0 ? (int)i : -ENOMEM;
         return;
     }
     struct hc_vrec *rec = hc_vtable_rec(&w->vt, (uint32_t)i);
-    hc_vehicle_set_alarm(hc_vrec_vehicle(rec), r->on);
-    if (!rec->dirty && push_dirty(w, (uint32_t)i) == 0)
-        rec->dirty = 1;
+    struct hc_vehicle *v = hc_vrec_vehicle(rec);
+    memcpy(before, v, w->vt.vsize);
+    hc_vehicle_set_alarm(v, r->on);
+    r->rc = hc_store_begin(w->store);
+    if (r->rc == 0)
+        r->rc = put_vehicle(w, (uint32_t)i);
+    if (r->rc == 0)
+        r->rc = hc_store_commit(w->store, true);
+    if (r->rc < 0) {
+        hc_store_abort(w->store);
+        memcpy(v, before, w->vt.vsize);
+    }
+    free(before);
     r->created = created;
     STAT_SET(w, vehicles, w->vt.count);
-    r->rc = commit(w, "control");
-    if (r->rc == 0)
-        r->rc = hc_store_sync(w->store);
-    vehicle_info(w, rec, &r->info);
+    vehicle_info(w, rec, &r->info, 1);
 }
 
 static void vehicle_list(struct hc_worker *w, struct hc_wreq *r)
@@ -751,7 +773,7 @@ static void vehicle_list(struct hc_worker *w, struct hc_wreq *r)
             r->list = l;
             cap = ncap;
         }
-        vehicle_info(w, rec, &r->list[r->n_list++]);
+        vehicle_info(w, rec, &r->list[r->n_list++], 0);
     }
 }
 
@@ -761,6 +783,8 @@ static void serve_control(struct hc_worker *w)
     while (ck_ring_dequeue_spsc(&w->ctl, w->ctl_buf, &p)) {
         struct hc_wreq *r = p;
         int64_t i;
+        if (!take_request(r))
+            continue;
         r->rc = 0;
         switch (r->kind) {
         case HC_WREQ_THRESHOLD_SET:
@@ -778,7 +802,7 @@ static void serve_control(struct hc_worker *w)
             if (i < 0)
                 r->rc = -ENOENT;
             else
-                vehicle_info(w, hc_vtable_rec(&w->vt, (uint32_t)i), &r->info);
+                vehicle_info(w, hc_vtable_rec(&w->vt, (uint32_t)i), &r->info, 1);
             break;
         case HC_WREQ_VEHICLE_ALARM:
             vehicle_alarm(w, r);
@@ -880,8 +904,10 @@ void hc_worker_close(struct hc_worker *w)
         return;
     void *p;
     while (ck_ring_dequeue_spsc(&w->ctl, w->ctl_buf, &p)) {
-        ((struct hc_wreq *)p)->rc = -ESHUTDOWN;
-        answer(p);                  /* frees those given up on */
+        if (take_request(p)) {      /* else given up on, and freed */
+            ((struct hc_wreq *)p)->rc = -ESHUTDOWN;
+            answer(p);
+        }
     }
     for (size_t i = 0; i < w->n_alarms; i++)
         free(w->alarms[i].json);

@@ -355,8 +355,8 @@ static void print_stats(json_t *a)
         json_array_foreach(shards, i, sh)
             total += json_number_value(json_object_get(sh, "bytes"));
         json_t *t = json_real(total);
-        kv("lmdb", printf_text("%s in %zu shards, outbox %s, settings %s", bytes_text(t),
-                               json_array_size(shards),
+        kv("lmdb", printf_text("%s in %zu shard%s, outbox %s, settings %s", bytes_text(t),
+                               json_array_size(shards), json_array_size(shards) == 1 ? "" : "s",
                                bytes_text(json_object_get(lmdb, "outbox_bytes")),
                                bytes_text(json_object_get(lmdb, "settings_bytes"))));
         json_decref(t);

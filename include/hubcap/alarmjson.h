@@ -12,6 +12,7 @@
 #ifndef HUBCAP_ALARMJSON_H
 #define HUBCAP_ALARMJSON_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,11 @@ void hc_alarm_id_format(unsigned shard, uint64_t seq, char buf[HC_ALARM_ID_LEN])
 
 /* The body as a compact JSON string (malloc'd, caller frees) with no
  * trailing newline; NULL if out of memory.  now_ms is the event time. */
+/* A vehicle id or a maker as a JSON string (new reference): bytes that are
+ * not UTF-8 become "hex:" and the id's bytes in hex, or "" for a maker. */
+json_t *hc_json_vid(const char *vid);
+json_t *hc_json_maker(const char *maker);
+
 char *hc_alarm_json(const struct hc_alarm *a, const char *alarm_id, const char *state,
                     int64_t now_ms);
 

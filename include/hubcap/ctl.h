@@ -29,7 +29,9 @@ typedef json_t *(*hc_ctl_handler)(void *ctx, const char *cmd, json_t *req, const
 struct hc_ctl_client {
     int fd;
     size_t len;
-    char *buf;
+    char *buf;                  /* received, not yet handled */
+    char *out;                  /* an answer the client has not taken yet */
+    size_t out_len, out_off;
 };
 
 struct hc_ctl {
