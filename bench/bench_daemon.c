@@ -341,6 +341,10 @@ static int daemon_start(struct bench *b, struct daemon *d, const char *const *se
     arg(&a, d->dir);
     arg(&a, "--set");
     arg(&a, "msgpack.port=0");
+    arg(&a, "--set");
+    arg(&a, "jt808.port=0");
+    arg(&a, "--set");
+    arg(&a, "teltonika.port=0");
     for (int i = 0; sets && sets[i]; i++) {
         arg(&a, "--set");
         arg(&a, sets[i]);

@@ -138,6 +138,58 @@ static const struct opt opts[] = {
      "Most TCP connections open at once. A connection beyond that is closed "
      "as soon as it is accepted, logged and counted (front.refused)."},
 
+    {"jt808", "enabled", OPT_BOOL, "true", FIELD(jt808_enabled),
+     0, 1, 0,
+     "Accept JT/T 808 terminals (the Chinese road-transport standard, 2011, "
+     "2013 and 2019 editions) over TCP: registration, authentication, "
+     "heartbeats, locations and batch uploads, each answered as the "
+     "standard asks. The vehicle id is the terminal's phone number; the "
+     "maker is the manufacturer id it registered with."},
+    {"jt808", "bind", OPT_IPV4, "0.0.0.0", FIELD(jt808_bind),
+     0, 0, 0,
+     "IPv4 address the JT/T 808 listener binds to."},
+    {"jt808", "port", OPT_UINT, "5015", FIELD(jt808_port),
+     0, 65535, 0,
+     "TCP port of the JT/T 808 listener. 0 lets the system pick one; "
+     "hubcapd logs it and writes it to hubcapd.json."},
+    {"jt808", "timezone", OPT_STRING, "+08:00", FIELD(jt808_timezone),
+     1, 15, OPT_NAME,
+     "Offset from UTC of the local time in terminals' location reports "
+     "(BCD YYMMDDhhmmss), written +HH:MM or -HH:MM; the standard's default "
+     "is China Standard Time, +08:00."},
+    {"jt808", "auth_code", OPT_STRING, "", FIELD(jt808_auth_code),
+     0, 47, OPT_NAME,
+     "Authentication code answered to a terminal's registration (0x8100) "
+     "and expected in its authentication (0x0102). Empty: one derived from "
+     "the terminal's phone number."},
+    {"jt808", "idle_timeout", OPT_DURATION, "10m", FIELD(jt808_idle_ms),
+     1000, DAY_MS, 0,
+     "A JT/T 808 connection that sends nothing decodable for this long is "
+     "closed (terminals send heartbeats far more often)."},
+
+    {"teltonika", "enabled", OPT_BOOL, "true", FIELD(teltonika_enabled),
+     0, 1, 0,
+     "Accept Teltonika trackers (Codec 8 and Codec 8 Extended) over TCP: "
+     "IMEI login, AVL data packets with their CRC checked, each answered "
+     "with the number of records accepted. The vehicle id is the IMEI; IO "
+     "element 239 is the ignition."},
+    {"teltonika", "bind", OPT_IPV4, "0.0.0.0", FIELD(teltonika_bind),
+     0, 0, 0,
+     "IPv4 address the Teltonika listener binds to."},
+    {"teltonika", "port", OPT_UINT, "5027", FIELD(teltonika_port),
+     0, 65535, 0,
+     "TCP port of the Teltonika listener. 0 lets the system pick one; "
+     "hubcapd logs it and writes it to hubcapd.json."},
+    {"teltonika", "maker", OPT_STRING, "teltonika", FIELD(teltonika_maker),
+     0, 32, OPT_NAME,
+     "Maker given to every report of a Teltonika device, which names none: "
+     "the name its drift threshold is found under in [thresholds]. Empty: "
+     "reports carry no maker (vehicles keep the one they had)."},
+    {"teltonika", "idle_timeout", OPT_DURATION, "10m", FIELD(teltonika_idle_ms),
+     1000, DAY_MS, 0,
+     "A Teltonika connection that sends nothing decodable for this long is "
+     "closed."},
+
     {"detect", "window", OPT_UINT, "16", FIELD(window),
      2, HC_WINDOW_MAX, 0,
      "W: how many of the latest positions of a parking session are compared "
@@ -278,6 +330,8 @@ struct section {
 static const struct section sections[] = {
     {"core", "Process-wide settings.", NULL},
     {"msgpack", "The native msgpack listeners (TCP and UDP, default port 5170).", NULL},
+    {"jt808", "JT/T 808 terminals over TCP (default port 5015).", NULL},
+    {"teltonika", "Teltonika Codec 8 / 8E trackers over TCP (default port 5027).", NULL},
     {"detect", "Moved-vehicle detection: the parameters of the pairwise rule.",
      "DETECTION.md"},
     {"store", "Durability of vehicle state in the per-shard LMDB environments.", NULL},
@@ -420,9 +474,9 @@ static void opt_range(const struct opt *o, char *buf, size_t n)
     case OPT_STRING:
         if (o->min == 0)
             snprintf(buf, n, "%s or empty, up to %llu bytes",
-                     o->flags & OPT_NAME ? "name" : "path", o->max);
+                     o->flags & OPT_NAME ? "text" : "path", o->max);
         else
-            snprintf(buf, n, "%s, %llu to %llu bytes", o->flags & OPT_NAME ? "name" : "path",
+            snprintf(buf, n, "%s, %llu to %llu bytes", o->flags & OPT_NAME ? "text" : "path",
                      o->min, o->max);
         break;
     case OPT_URL:
@@ -1216,6 +1270,29 @@ static void sort_channels(struct hc_config *c)
     OPENSSL_cleanse(&t, sizeof(t));
 }
 
+int hc_config_tz_minutes(const char *tz, int *minutes)
+{
+    const char *p = strncmp(tz, "UTC", 3) == 0 ? tz + 3 : tz;
+    int sign = *p == '+' ? 1 : *p == '-' ? -1 : 0;
+    unsigned h = 0, m = 0, digits = 0;
+    if (!sign)
+        return -1;
+    for (p++; *p >= '0' && *p <= '9' && digits < 2; p++, digits++)
+        h = h * 10 + (unsigned)(*p - '0');
+    if (digits == 0 || h > 14)
+        return -1;
+    if (*p == ':') {
+        if (p[1] < '0' || p[1] > '5' || p[2] < '0' || p[2] > '9')
+            return -1;
+        m = (unsigned)(p[1] - '0') * 10 + (unsigned)(p[2] - '0');
+        p += 3;
+    }
+    if (*p)
+        return -1;
+    *minutes = sign * (int)(h * 60 + m);
+    return 0;
+}
+
 int hc_config_finish(struct hc_config *c, char *err, size_t errlen)
 {
     char value[32];
@@ -1228,6 +1305,12 @@ int hc_config_finish(struct hc_config *c, char *err, size_t errlen)
     }
     if (check_channels(c, err, errlen) < 0)
         return -1;
+    int tz;
+    if (hc_config_tz_minutes(c->jt808_timezone, &tz) < 0) {
+        set_err(err, errlen, "jt808.timezone must be an offset from UTC such as +08:00 or"
+                " -05:30, not '%s'", c->jt808_timezone);
+        return -1;
+    }
 
     unsigned workers = c->workers;
     if (workers == 0) {

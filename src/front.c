@@ -76,6 +76,11 @@ struct hc_conn {
     uint32_t pend_head, pend_n, pend_cap;
     struct hc_report *stalled;
     uint32_t stalled_off, n_stalled, stalled_cap;
+    uint8_t proto;          /* 0: native msgpack; else a device protocol, HC_FRONT_* + 1 */
+    void *pstate;           /* the protocol's per-connection state */
+    uint8_t *pbuf;          /* device bytes received, not yet a whole frame */
+    uint32_t plen, pcap;
+    uint64_t last_ok_ms;    /* last frame decoded (device protocols) */
     char peer[64];
 };
 
@@ -143,6 +148,11 @@ static void ubuf_recycle(struct hc_front *f, uint16_t bid)
     io_uring_buf_ring_advance(f->ubr, 1);
 }
 
+const struct hc_proto_ops *const hc_front_proto_ops[HC_FRONT_PROTOS] = {
+    [HC_FRONT_JT808] = &hc_proto_jt808,
+    [HC_FRONT_TELTONIKA] = &hc_proto_teltonika,
+};
+
 /* ---- routing ------------------------------------------------------------ */
 
 static inline unsigned owner(const struct hc_front *f, const struct hc_report *r)
@@ -206,6 +216,10 @@ static void conn_close(struct hc_front *f, uint32_t slot, const char *why, int l
     free(c->buf);
     free(c->pend);
     free(c->stalled);
+    free(c->pstate);
+    free(c->pbuf);
+    if (c->proto)
+        f->n_proto_conns--;
     uint32_t gen = (c->gen + 1) & 0xffffff;    /* user_data keeps 24 bits */
     memset(c, 0, sizeof(*c));
     c->gen = gen;
@@ -337,6 +351,132 @@ static int feed(struct hc_front *f, struct hc_conn *c, const uint8_t *p, uint32_
     return rc;
 }
 
+/* Send a device the reply its frame asked for.  Replies are a few bytes
+ * and the socket's buffer is empty unless the device stopped reading:
+ * a send that does not go through at once closes the connection. */
+static int send_reply(struct hc_conn *c, const uint8_t *p, size_t n)
+{
+    ssize_t w = send(c->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return w == (ssize_t)n ? 0 : -1;
+}
+
+/* Feed device bytes to c's protocol: frames are cut by the protocol's
+ * frame() from c->pbuf (at most max_frame bytes), decoded, answered, and
+ * their reports routed like msgpack ones.  Stops after a frame whose
+ * reports stalled.  *used: bytes of p consumed. */
+static int feed_proto(struct hc_front *f, struct hc_conn *c, const uint8_t *p, uint32_t len,
+                      uint32_t *used, const char **why)
+{
+    unsigned k = c->proto - 1u;
+    const struct hc_proto_ops *ops = f->protos[k];
+    struct hc_proto_out *out = f->pout;
+    uint32_t at = 0;
+    int rc = FEED_OK;
+    for (;;) {
+        uint32_t take = len - at;
+        if (take > ops->max_frame - c->plen)
+            take = (uint32_t)ops->max_frame - c->plen;
+        if (c->plen + take > c->pcap) {     /* grows to max_frame at most */
+            uint32_t cap = c->pcap ? c->pcap : 2048;
+            while (cap < c->plen + take)
+                cap *= 2;
+            if (cap > ops->max_frame)
+                cap = (uint32_t)ops->max_frame;
+            uint8_t *b = realloc(c->pbuf, cap);
+            if (!b) {
+                *why = "out of memory for a frame";
+                return FEED_ERROR;
+            }
+            c->pbuf = b;
+            c->pcap = cap;
+        }
+        memcpy(c->pbuf + c->plen, p + at, take);
+        c->plen += take;
+        at += take;
+        uint32_t off = 0;
+        while (off < c->plen && rc == FEED_OK) {
+            long n = ops->frame(c->pstate, c->pbuf + off, c->plen - off);
+            if (n == 0)
+                break;
+            if (n < 0) {
+                off += (uint32_t)-n;
+                STAT_ADD(f, proto[k].garbage, (uint64_t)-n);
+                continue;
+            }
+            out->n_reports = out->reply_len = 0;
+            out->skipped = 0;
+            int d = ops->decode(c->pstate, c->pbuf + off, (size_t)n, out);
+            off += (uint32_t)n;
+            if (out->reply_len && send_reply(c, out->reply, out->reply_len) < 0) {
+                *why = "the device does not read its replies";
+                return FEED_ERROR;
+            }
+            if (d == HC_PROTO_CLOSE) {
+                STAT_ADD(f, proto[k].closed_protocol, 1);
+                *why = "the device broke the protocol";
+                return FEED_ERROR;
+            }
+            if (d == HC_PROTO_BAD_CHECKSUM)
+                STAT_ADD(f, proto[k].bad_checksum, 1);
+            else if (d == HC_PROTO_BAD_LENGTH)
+                STAT_ADD(f, proto[k].bad_length, 1);
+            else if (d == HC_PROTO_UNSUPPORTED)
+                STAT_ADD(f, proto[k].unsupported, 1);
+            if (d != HC_PROTO_OK)
+                continue;
+            c->last_ok_ms = hc_time_mono_ns() / 1000000;
+            STAT_ADD(f, proto[k].frames, 1);
+            if (out->skipped)
+                STAT_ADD(f, proto[k].skipped, out->skipped);
+            size_t mlen = strlen(f->proto_maker[k]);
+            for (size_t i = 0; i < out->n_reports; i++) {
+                struct hc_report *r = &out->reports[i];
+                if (!r->maker_len && mlen) {
+                    memcpy(r->maker, f->proto_maker[k], mlen);
+                    r->maker_len = (uint8_t)mlen;
+                }
+            }
+            for (size_t i = 0; i < out->n_reports; i++)
+                if (c->n_stalled || !route(f, &out->reports[i]))
+                    if (stall(c, &out->reports[i]) < 0) {
+                        *why = "out of memory";
+                        return FEED_ERROR;
+                    }
+            STAT_ADD(f, proto[k].reports, out->n_reports);
+            STAT_ADD(f, reports, out->n_reports);
+            if (c->n_stalled)
+                rc = FEED_STALL;
+        }
+        memmove(c->pbuf, c->pbuf + off, c->plen - off);
+        c->plen -= off;
+        if (rc != FEED_OK || at == len)
+            break;
+        if (c->plen == ops->max_frame) {    /* frame() broke its promise */
+            *why = "a frame longer than the protocol allows";
+            return FEED_ERROR;
+        }
+    }
+    *used = at;
+    return rc;
+}
+
+/* Close device connections that sent nothing decodable for their
+ * protocol's idle_timeout; runs about once a second. */
+static void sweep_idle(struct hc_front *f)
+{
+    uint64_t now = hc_time_mono_ns() / 1000000;
+    if (!f->n_proto_conns || now < f->next_sweep_ms)
+        return;
+    f->next_sweep_ms = now + 1000;
+    for (uint32_t s = 0; s < f->max_conns; s++) {
+        struct hc_conn *c = &f->conns[s];
+        if (!c->open || !c->proto || now - c->last_ok_ms < f->proto_idle_ms[c->proto - 1])
+            continue;
+        STAT_ADD(f, proto[c->proto - 1].closed_idle, 1);
+        conn_close(f, s, "nothing decodable within its idle_timeout", HC_LOG_INFO);
+    }
+}
+
 /* Make progress on c's input; pauses or resumes its recv as needed. */
 static void pump(struct hc_front *f, uint32_t slot)
 {
@@ -346,7 +486,9 @@ static void pump(struct hc_front *f, uint32_t slot)
     while (!stalled && c->pend_n) {
         struct slice *s = &c->pend[c->pend_head];
         uint32_t used = 0;
-        int rc = feed(f, c, f->tbufs + (size_t)s->bid * TBUF_SIZE + s->off, s->len, &used, &why);
+        const uint8_t *p = f->tbufs + (size_t)s->bid * TBUF_SIZE + s->off;
+        int rc = c->proto ? feed_proto(f, c, p, s->len, &used, &why)
+                          : feed(f, c, p, s->len, &used, &why);
         if (rc == FEED_ERROR) {
             conn_close(f, slot, why, HC_LOG_WARN);
             return;
@@ -434,15 +576,29 @@ static void on_recv(struct hc_front *f, struct io_uring_cqe *cqe)
         pump(f, slot);
 }
 
-static void arm_accept(struct hc_front *f)
+/* Listener l: 0 the msgpack one, 1 + HC_FRONT_* a device protocol's. */
+static int listener_fd(const struct hc_front *f, uint32_t l)
+{
+    return l == 0 ? f->tcp_fd : l <= HC_FRONT_PROTOS ? f->proto_fd[l - 1] : -1;
+}
+
+static void arm_accept(struct hc_front *f, uint32_t l)
 {
     struct io_uring_sqe *sqe = sqe_get(f);
-    io_uring_prep_multishot_accept(sqe, f->tcp_fd, NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, ud_make(UD_ACCEPT, 0, 0));
+    io_uring_prep_multishot_accept(sqe, listener_fd(f, l), NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_ACCEPT, l, 0));
+}
+
+static void arm_accepts(struct hc_front *f)
+{
+    for (uint32_t l = 0; l <= HC_FRONT_PROTOS; l++)
+        if (listener_fd(f, l) >= 0)
+            arm_accept(f, l);
 }
 
 static void on_accept(struct hc_front *f, struct io_uring_cqe *cqe)
 {
+    uint32_t l = ud_slot(cqe->user_data);
     if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM) {
         /* Out of descriptors: the connection stays queued, so accepting
          * again at once would fail again at once.  Retry in 100 ms. */
@@ -453,8 +609,8 @@ static void on_accept(struct hc_front *f, struct io_uring_cqe *cqe)
                     " msgpack.max_connections); retrying", strerror(-cqe->res));
         return;
     }
-    if (!(cqe->flags & IORING_CQE_F_MORE) && f->tcp_fd >= 0)
-        arm_accept(f);
+    if (!(cqe->flags & IORING_CQE_F_MORE) && listener_fd(f, l) >= 0)
+        arm_accept(f, l);
     if (cqe->res < 0) {
         if (cqe->res != -ECANCELED)
             hc_warn("front", "accept: %s", strerror(-cqe->res));
@@ -479,6 +635,19 @@ static void on_accept(struct hc_front *f, struct io_uring_cqe *cqe)
         inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip));
     snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, ntohs(sa.sin_port));
     STAT_ADD(f, accepted, 1);
+    if (l > 0) {                    /* a device protocol's listener */
+        const struct hc_proto_ops *ops = f->protos[l - 1];
+        c->pstate = calloc(1, ops->conn_size);
+        if (!c->pstate) {
+            conn_close(f, slot, "out of memory", HC_LOG_ERROR);
+            return;
+        }
+        ops->conn_init(c->pstate, &f->pcfg);
+        c->proto = (uint8_t)l;
+        c->last_ok_ms = hc_time_mono_ns() / 1000000;
+        f->n_proto_conns++;
+        STAT_ADD(f, proto[l - 1].accepted, 1);
+    }
     arm_recv(f, c, slot);
 }
 
@@ -601,6 +770,36 @@ int hc_front_open(struct hc_front *f, const struct hc_config *cfg, struct hc_rin
     f->cpu = -1;
     f->tcp_fd = f->udp_fd = -1;
     f->stop.fd = -1;
+    for (int k = 0; k < HC_FRONT_PROTOS; k++)
+        f->proto_fd[k] = -1;
+    const struct { bool on; const char *bind; unsigned port; unsigned idle_ms; }
+        dev[HC_FRONT_PROTOS] = {
+        [HC_FRONT_JT808] = { cfg->jt808_enabled, cfg->jt808_bind, cfg->jt808_port,
+                             cfg->jt808_idle_ms },
+        [HC_FRONT_TELTONIKA] = { cfg->teltonika_enabled, cfg->teltonika_bind,
+                                 cfg->teltonika_port, cfg->teltonika_idle_ms },
+    };
+    hc_config_tz_minutes(cfg->jt808_timezone, &f->pcfg.tz_offset_min);  /* checked by finish */
+    snprintf(f->pcfg.auth_code, sizeof(f->pcfg.auth_code), "%s", cfg->jt808_auth_code);
+    for (int k = 0; k < HC_FRONT_PROTOS; k++) {
+        if (!dev[k].on)
+            continue;
+        rc = bind_socket(SOCK_STREAM, dev[k].bind, dev[k].port, &f->proto_fd[k],
+                         &f->proto_port[k]);
+        if (rc < 0) {
+            const char *name = hc_front_proto_ops[k]->name;
+            hc_error("front", "cannot listen for %s on tcp %s:%u: %s (set %s.port, or"
+                     " %s.enabled = false)", name, dev[k].bind, dev[k].port, strerror(-rc),
+                     name, name);
+            return rc;
+        }
+        f->protos[k] = hc_front_proto_ops[k];
+        f->proto_idle_ms[k] = dev[k].idle_ms;
+        if (k == HC_FRONT_TELTONIKA)
+            snprintf(f->proto_maker[k], sizeof(f->proto_maker[k]), "%s", cfg->teltonika_maker);
+        hc_info("front", "listening for %s on tcp %s:%u", f->protos[k]->name, dev[k].bind,
+                f->proto_port[k]);
+    }
 
     if (cfg->msgpack_tcp) {
         rc = bind_socket(SOCK_STREAM, cfg->msgpack_bind, cfg->msgpack_port, &f->tcp_fd,
@@ -653,8 +852,9 @@ int hc_front_open(struct hc_front *f, const struct hc_config *cfg, struct hc_rin
     f->staging_worker = malloc(max_reports * sizeof(*f->staging_worker));
     f->count = calloc(nworkers, sizeof(*f->count));
     f->kick = calloc(nworkers, 1);
+    f->pout = malloc(sizeof(*f->pout));
     if (!f->conns || !f->free_conns || !f->staging || !f->staging_worker || !f->count ||
-        !f->kick)
+        !f->kick || !f->pout)
         return -ENOMEM;
     for (unsigned i = 0; i < f->max_conns; i++) {
         f->conns[i].fd = -1;
@@ -734,6 +934,12 @@ static void shut_down(struct hc_front *f)
         close(f->udp_fd);
         f->udp_fd = -1;
     }
+    for (int k = 0; k < HC_FRONT_PROTOS; k++)
+        if (f->proto_fd[k] >= 0) {
+            shutdown(f->proto_fd[k], SHUT_RDWR);
+            close(f->proto_fd[k]);
+            f->proto_fd[k] = -1;
+        }
     uint64_t deadline = hc_time_mono_ns() + 1000000000ull;
     for (;;) {
         int left = 0;
@@ -773,8 +979,7 @@ static void *front_main(void *arg)
                     NULL, 0) < 0)
             hc_error("front", "enabling the io_uring: %s", strerror(errno));
     }
-    if (f->tcp_fd >= 0)
-        arm_accept(f);
+    arm_accepts(f);
     if (f->udp_fd >= 0)
         arm_udp(f);
     arm_stop(f);
@@ -783,12 +988,14 @@ static void *front_main(void *arg)
     while (!stopping) {
         struct io_uring_cqe *cqe;
         struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 1000000 };
-        if (f->accept_retry_ns && hc_time_mono_ns() >= f->accept_retry_ns && f->tcp_fd >= 0) {
+        if (f->accept_retry_ns && hc_time_mono_ns() >= f->accept_retry_ns) {
             f->accept_retry_ns = 0;
-            arm_accept(f);
+            arm_accepts(f);
         }
+        struct __kernel_timespec sweep = { .tv_sec = 1, .tv_nsec = 0 };
         int rc = io_uring_submit_and_wait_timeout(
-            &f->ring, &cqe, 1, f->n_waiting || f->starved || f->accept_retry_ns ? &ts : NULL, NULL);
+            &f->ring, &cqe, 1, f->n_waiting || f->starved || f->accept_retry_ns ? &ts
+                               : f->n_proto_conns ? &sweep : NULL, NULL);
         if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
             hc_error("front", "io_uring wait: %s; stopping hubcapd", strerror(-rc));
             f->failed = 1;
@@ -810,6 +1017,7 @@ static void *front_main(void *arg)
                     arm_recv(f, c, s);
             }
         }
+        sweep_idle(f);
         kick_workers(f, io_uring_cq_ready(&f->ring) == 0);
     }
     shut_down(f);
@@ -844,6 +1052,9 @@ void hc_front_close(struct hc_front *f)
         close(f->tcp_fd);
     if (f->udp_fd >= 0)
         close(f->udp_fd);
+    for (int k = 0; k < HC_FRONT_PROTOS; k++)
+        if (f->proto_fd[k] >= 0)
+            close(f->proto_fd[k]);
     if (f->ring.ring_fd > 0)
         io_uring_queue_exit(&f->ring);
     if (f->conns)
@@ -851,7 +1062,10 @@ void hc_front_close(struct hc_front *f)
             free(f->conns[s].buf);
             free(f->conns[s].pend);
             free(f->conns[s].stalled);
+            free(f->conns[s].pstate);
+            free(f->conns[s].pbuf);
         }
+    free(f->pout);
     free(f->conns);
     free(f->free_conns);
     free(f->tbufs);

@@ -200,6 +200,17 @@ static json_t *stats_json(struct daemon *d)
     F(rejected); F(bytes); F(paused); F(udp_datagrams); F(udp_dropped); F(udp_malformed);
     F(lost);
 #undef F
+    for (int k = 0; k < HC_FRONT_PROTOS; k++) {
+        const struct hc_front_proto_stats *p = &fs.proto[k];
+        json_object_set_new(front, hc_front_proto_ops[k]->name, json_pack(
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+            "accepted", (json_int_t)p->accepted, "frames", (json_int_t)p->frames,
+            "reports", (json_int_t)p->reports, "skipped", (json_int_t)p->skipped,
+            "bad_checksum", (json_int_t)p->bad_checksum, "bad_length",
+            (json_int_t)p->bad_length, "unsupported", (json_int_t)p->unsupported,
+            "garbage_bytes", (json_int_t)p->garbage, "closed_idle", (json_int_t)p->closed_idle,
+            "closed_protocol", (json_int_t)p->closed_protocol));
+    }
     struct hc_notify_stats ns;
     struct hc_push_stats ps;
     hc_notify_stats(d->notify, &ns);
@@ -1010,12 +1021,14 @@ static json_t *on_command(void *ctx, const char *cmd, json_t *req, const char **
         return json_pack("{s:o}", "stats", st);
     }
     if (strcmp(cmd, "status") == 0)
-        return json_pack("{s:s, s:i, s:I, s:i, s:i, s:i, s:s, s:s}", "version", VERSION,
-                         "pid", (int)getpid(),
+        return json_pack("{s:s, s:i, s:I, s:i, s:i, s:i, s:i, s:i, s:s, s:s}", "version",
+                         VERSION, "pid", (int)getpid(),
                          "uptime_ms", (json_int_t)(hc_time_now_ms() - (int64_t)d->started_ms),
                          "workers", (int)d->nworkers, "msgpack_tcp", (int)d->front.tcp_port,
-                         "msgpack_udp", (int)d->front.udp_port, "data_dir", d->cfg.data_dir,
-                         "control", d->ctl.path);
+                         "msgpack_udp", (int)d->front.udp_port,
+                         "jt808", (int)d->front.proto_port[HC_FRONT_JT808],
+                         "teltonika", (int)d->front.proto_port[HC_FRONT_TELTONIKA],
+                         "data_dir", d->cfg.data_dir, "control", d->ctl.path);
     snprintf(d->ctl_error, sizeof(d->ctl_error), "unknown command '%.40s' (try: status, stats,"
              " threshold.list|get|set|unset, vehicle.show|alarm|list, alarm.list|show|ack|"
              "settings, channel.list|add|set|remove, deadletter.list|replay, config.show; see"
@@ -1029,10 +1042,12 @@ static int write_ready(struct daemon *d)
     char tmp[4300];
     snprintf(d->ready_path, sizeof(d->ready_path), "%s/hubcapd.json", d->cfg.data_dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp", d->ready_path);
-    json_t *j = json_pack("{s:i, s:i, s:i, s:s, s:s}", "pid", (int)getpid(),
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:s, s:s}", "pid", (int)getpid(),
                           "msgpack_tcp", (int)d->front.tcp_port,
-                          "msgpack_udp", (int)d->front.udp_port, "control", d->ctl.path,
-                          "alarms_log", "alarms.log");
+                          "msgpack_udp", (int)d->front.udp_port,
+                          "jt808", (int)d->front.proto_port[HC_FRONT_JT808],
+                          "teltonika", (int)d->front.proto_port[HC_FRONT_TELTONIKA],
+                          "control", d->ctl.path, "alarms_log", "alarms.log");
     int rc = json_dump_file(j, tmp, JSON_COMPACT);
     json_decref(j);
     if (rc == 0 && rename(tmp, d->ready_path) == 0)

@@ -43,8 +43,9 @@ void daemon_start(struct daemon *d, const char *const *sets)
     argv[n++] = "--data-dir";
     argv[n++] = d->dir;
     /* Ports picked by the kernel; short commit interval; quiet logs. */
-    static const char *const base[] = { "msgpack.port=0", "store.commit_interval_ms=5",
-                                        "core.log_level=warn", "core.workers=2", NULL };
+    static const char *const base[] = { "msgpack.port=0", "jt808.port=0", "teltonika.port=0",
+                                        "store.commit_interval_ms=5", "core.log_level=warn",
+                                        "core.workers=2", NULL };
     for (int i = 0; base[i]; i++) {
         argv[n++] = "--set";
         argv[n++] = base[i];
@@ -65,6 +66,8 @@ void daemon_start(struct daemon *d, const char *const *sets)
         if (j) {
             d->tcp = (unsigned)json_integer_value(json_object_get(j, "msgpack_tcp"));
             d->udp = (unsigned)json_integer_value(json_object_get(j, "msgpack_udp"));
+            d->jt808 = (unsigned)json_integer_value(json_object_get(j, "jt808"));
+            d->teltonika = (unsigned)json_integer_value(json_object_get(j, "teltonika"));
             snprintf(d->control, sizeof(d->control), "%s",
                      json_string_value(json_object_get(j, "control")));
             json_decref(j);

@@ -17,6 +17,7 @@ struct daemon {
     pid_t pid;
     char dir[256];
     unsigned tcp, udp;
+    unsigned jt808, teltonika;      /* device listeners' ports */
     char control[108];
 };
 

@@ -400,7 +400,7 @@ Test(daemon, second_daemon_on_the_same_data_dir_is_refused)
 {
     daemon_start(&d, NULL);
     char cmd[512];
-    snprintf(cmd, sizeof(cmd), "%s --data-dir %s --set msgpack.port=0 2>/dev/null",
+    snprintf(cmd, sizeof(cmd), "%s --data-dir %s --set msgpack.port=0 --set jt808.port=0 --set teltonika.port=0 2>/dev/null",
              getenv("HUBCAPD"), d.dir);
     int rc = system(cmd);
     cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "refused with exit status 1");
@@ -411,7 +411,7 @@ Test(daemon, a_data_dir_keeps_its_worker_count)
     daemon_start(&d, NULL);             /* the harness runs 2 workers */
     cr_assert_eq(daemon_stop(&d), 0);
     char cmd[512];
-    snprintf(cmd, sizeof(cmd), "%s --data-dir %s --set msgpack.port=0 --set core.workers=1"
+    snprintf(cmd, sizeof(cmd), "%s --data-dir %s --set msgpack.port=0 --set jt808.port=0 --set teltonika.port=0 --set core.workers=1"
              " 2>/dev/null", getenv("HUBCAPD"), d.dir);
     int rc = system(cmd);
     cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1,

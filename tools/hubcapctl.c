@@ -311,10 +311,14 @@ static void print_status(json_t *a)
     kv("uptime", json_is_integer(up) && json_integer_value(up) >= 0
                  ? ms_text((uint64_t)json_integer_value(up) / 1000 * 1000) : "-");
     kv("workers", at(a, "workers"));
-    kv("msgpack tcp", json_integer_value(json_object_get(a, "msgpack_tcp")) == 0 &&
-                      json_object_get(a, "msgpack_tcp") ? "off" : at(a, "msgpack_tcp"));
-    kv("msgpack udp", json_integer_value(json_object_get(a, "msgpack_udp")) == 0 &&
-                      json_object_get(a, "msgpack_udp") ? "off" : at(a, "msgpack_udp"));
+    static const char *const ports[][2] = { { "msgpack tcp", "msgpack_tcp" },
+                                            { "msgpack udp", "msgpack_udp" },
+                                            { "jt808", "jt808" },
+                                            { "teltonika", "teltonika" } };
+    for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
+        json_t *p = json_object_get(a, ports[i][1]);
+        kv(ports[i][0], p && json_integer_value(p) == 0 ? "off" : at(a, ports[i][1]));
+    }
     kv("data dir", at(a, "data_dir"));
     kv("control", at(a, "control"));
 }
@@ -336,6 +340,18 @@ static void print_stats(json_t *a)
                             at(s, "front.accepted"), at(s, "front.frames"),
                             at(s, "front.udp_datagrams"),
                             bytes_text(hc_json_path(s, "front.bytes"))));
+    static const char *const devices[] = { "jt808", "teltonika" };
+    for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
+        json_t *dv = hc_json_path(s, printf_text("front.%s", devices[i]));
+        if (!dv)
+            continue;
+        kv(devices[i], printf_text("%s connections, %s frames, %s reports; dropped: %s bad"
+                                   " checksum, %s bad length, %s unsupported; closed: %s idle,"
+                                   " %s protocol", at(dv, "accepted"), at(dv, "frames"),
+                                   at(dv, "reports"), at(dv, "bad_checksum"),
+                                   at(dv, "bad_length"), at(dv, "unsupported"),
+                                   at(dv, "closed_idle"), at(dv, "closed_protocol")));
+    }
     kv("notify", printf_text("%s raised (%s firing, %s processing, %s done), %s errors",
                              at(s, "notify.raised"), at(s, "notify.firing"),
                              at(s, "notify.processing"), at(s, "notify.done"),

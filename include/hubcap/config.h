@@ -67,6 +67,19 @@ struct hc_config {
     bool msgpack_udp;
     unsigned max_payload;               /* bytes */
     unsigned max_connections;
+    /* [jt808] */
+    bool jt808_enabled;
+    char jt808_bind[64];
+    unsigned jt808_port;
+    char jt808_timezone[16];            /* "+08:00": BCD times' offset from UTC */
+    char jt808_auth_code[48];           /* "": derived from the terminal's phone */
+    unsigned jt808_idle_ms;
+    /* [teltonika] */
+    bool teltonika_enabled;
+    char teltonika_bind[64];
+    unsigned teltonika_port;
+    unsigned teltonika_idle_ms;
+    char teltonika_maker[33];           /* the maker of reports from these devices */
     /* [detect] */
     unsigned window;                    /* W */
     unsigned n1;                        /* N1 */
@@ -153,6 +166,10 @@ void hc_config_markdown(FILE *f);
  * url longer than fits on an inih line (about 185 bytes) makes a file that
  * load refuses with "line is longer than ...". */
 void hc_config_write(const struct hc_config *c, FILE *f);
+
+/* Minutes east of UTC in tz ("+08:00", "-05:30", "UTC+8", "+0"); 0 or -1
+ * when it is not such an offset. */
+int hc_config_tz_minutes(const char *tz, int *minutes);
 
 /* "error", "warn", "info" or "debug"; "unknown" for any other level.
  * Never NULL; the string is static. */

@@ -30,11 +30,29 @@
 #include <stdint.h>
 
 #include "hubcap/config.h"
+#include "hubcap/proto.h"
 #include "hubcap/ring.h"
 #include "hubcap/wire.h"
 
 /* UDP receive buffer hubcapd asks for (bytes). */
 #define HC_FRONT_UDP_RCVBUF (32 << 20)
+
+/* Device protocols the front serves, each on its own TCP listener. */
+enum { HC_FRONT_JT808, HC_FRONT_TELTONIKA, HC_FRONT_PROTOS };
+extern const struct hc_proto_ops *const hc_front_proto_ops[HC_FRONT_PROTOS];
+
+struct hc_front_proto_stats {
+    uint64_t accepted;      /* connections */
+    uint64_t frames;        /* frames decoded */
+    uint64_t reports;       /* reports queued for the workers */
+    uint64_t skipped;       /* records not turned into reports (no fix, out of range) */
+    uint64_t bad_checksum;  /* frames dropped: checksum or CRC wrong */
+    uint64_t bad_length;    /* frames dropped: lengths disagree */
+    uint64_t unsupported;   /* frames of messages hubcap does not handle */
+    uint64_t garbage;       /* bytes skipped between frames */
+    uint64_t closed_idle;   /* connections closed: nothing decodable for idle_timeout */
+    uint64_t closed_protocol; /* connections closed: the device broke the protocol */
+};
 
 struct hc_front_stats {
     uint64_t accepted;      /* TCP connections accepted */
@@ -52,6 +70,7 @@ struct hc_front_stats {
     uint64_t udp_malformed; /* ... dropped whole: not a valid payload */
     uint64_t lost;          /* reports still waiting at shutdown, dropped */
     uint64_t accept_errors; /* accepts that failed for want of descriptors */
+    struct hc_front_proto_stats proto[HC_FRONT_PROTOS];
 };
 
 struct hc_conn;
@@ -83,6 +102,17 @@ struct hc_front {
     int stopping;                   /* shutting down: no more recv */
     int failed;                     /* stopped on an error, not on request */
     uint64_t accept_retry_ns;       /* re-arm accept then (after EMFILE) */
+
+    /* device protocols: listener, port, operations (NULL: off) */
+    int proto_fd[HC_FRONT_PROTOS];
+    uint16_t proto_port[HC_FRONT_PROTOS];
+    const struct hc_proto_ops *protos[HC_FRONT_PROTOS];
+    uint64_t proto_idle_ms[HC_FRONT_PROTOS];
+    char proto_maker[HC_FRONT_PROTOS][HC_MAKER_MAX + 1]; /* for reports naming none */
+    struct hc_proto_config pcfg;
+    struct hc_proto_out *pout;      /* one frame's decoded reports and reply */
+    unsigned n_proto_conns;
+    uint64_t next_sweep_ms;         /* idle device connections are closed then */
 
     struct hc_wire wire;
     struct hc_report *staging;      /* one UDP datagram's reports */
