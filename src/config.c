@@ -1305,6 +1305,12 @@ int hc_config_finish(struct hc_config *c, char *err, size_t errlen)
     }
     if (check_channels(c, err, errlen) < 0)
         return -1;
+    if (c->teltonika_maker[0] && !maker_ok(c->teltonika_maker)) {
+        set_err(err, errlen, "teltonika.maker '%s' cannot be named in [thresholds]: 1 to %d"
+                " bytes, no '=' or ':', not starting with '[' or '#', no spaces at either"
+                " end", c->teltonika_maker, HC_MAKER_MAX);
+        return -1;
+    }
     int tz;
     if (hc_config_tz_minutes(c->jt808_timezone, &tz) < 0) {
         set_err(err, errlen, "jt808.timezone must be an offset from UTC such as +08:00 or"

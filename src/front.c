@@ -81,6 +81,8 @@ struct hc_conn {
     uint8_t *pbuf;          /* device bytes received, not yet a whole frame */
     uint32_t plen, pcap;
     uint64_t last_ok_ms;    /* last frame decoded (device protocols) */
+    uint8_t *reply;         /* a device's reply held until its frame's reports are queued */
+    uint32_t reply_len;
     char peer[64];
 };
 
@@ -218,6 +220,7 @@ static void conn_close(struct hc_front *f, uint32_t slot, const char *why, int l
     free(c->stalled);
     free(c->pstate);
     free(c->pbuf);
+    free(c->reply);
     if (c->proto)
         f->n_proto_conns--;
     uint32_t gen = (c->gen + 1) & 0xffffff;    /* user_data keeps 24 bits */
@@ -390,7 +393,8 @@ static int feed_proto(struct hc_front *f, struct hc_conn *c, const uint8_t *p, u
             c->pbuf = b;
             c->pcap = cap;
         }
-        memcpy(c->pbuf + c->plen, p + at, take);
+        if (take)
+            memcpy(c->pbuf + c->plen, p + at, take);
         c->plen += take;
         at += take;
         uint32_t off = 0;
@@ -405,9 +409,11 @@ static int feed_proto(struct hc_front *f, struct hc_conn *c, const uint8_t *p, u
             }
             out->n_reports = out->reply_len = 0;
             out->skipped = 0;
+            out->resync = 0;
             int d = ops->decode(c->pstate, c->pbuf + off, (size_t)n, out);
-            off += (uint32_t)n;
-            if (out->reply_len && send_reply(c, out->reply, out->reply_len) < 0) {
+            off += (uint32_t)n - (out->resync && n > 1 ? 1u : 0u);
+            if (d != HC_PROTO_OK && out->reply_len &&
+                send_reply(c, out->reply, out->reply_len) < 0) {
                 *why = "the device does not read its replies";
                 return FEED_ERROR;
             }
@@ -444,11 +450,30 @@ static int feed_proto(struct hc_front *f, struct hc_conn *c, const uint8_t *p, u
                     }
             STAT_ADD(f, proto[k].reports, out->n_reports);
             STAT_ADD(f, reports, out->n_reports);
-            if (c->n_stalled)
+            if (c->n_stalled) {
+                /* The device hears back only once the frame's reports are
+                 * queued (pump sends it then): an ack means taken. */
+                if (out->reply_len) {
+                    if (!c->reply && !(c->reply = malloc(HC_PROTO_MAX_REPLY))) {
+                        *why = "out of memory";
+                        return FEED_ERROR;
+                    }
+                    memcpy(c->reply, out->reply, out->reply_len);
+                    c->reply_len = (uint32_t)out->reply_len;
+                }
                 rc = FEED_STALL;
+            } else if (out->reply_len && send_reply(c, out->reply, out->reply_len) < 0) {
+                *why = "the device does not read its replies";
+                return FEED_ERROR;
+            }
         }
         memmove(c->pbuf, c->pbuf + off, c->plen - off);
         c->plen -= off;
+        if (c->plen == 0 && c->pcap > 4096) {   /* a big frame is over: give it back */
+            free(c->pbuf);
+            c->pbuf = NULL;
+            c->pcap = 0;
+        }
         if (rc != FEED_OK || at == len)
             break;
         if (c->plen == ops->max_frame) {    /* frame() broke its promise */
@@ -470,7 +495,13 @@ static void sweep_idle(struct hc_front *f)
     f->next_sweep_ms = now + 1000;
     for (uint32_t s = 0; s < f->max_conns; s++) {
         struct hc_conn *c = &f->conns[s];
-        if (!c->open || !c->proto || now - c->last_ok_ms < f->proto_idle_ms[c->proto - 1])
+        if (!c->open || !c->proto)
+            continue;
+        if (c->waiting || c->n_stalled) {   /* we paused it: not the device's silence */
+            c->last_ok_ms = now;
+            continue;
+        }
+        if (now - c->last_ok_ms < f->proto_idle_ms[c->proto - 1])
             continue;
         STAT_ADD(f, proto[c->proto - 1].closed_idle, 1);
         conn_close(f, s, "nothing decodable within its idle_timeout", HC_LOG_INFO);
@@ -483,6 +514,22 @@ static void pump(struct hc_front *f, uint32_t slot)
     struct hc_conn *c = &f->conns[slot];
     const char *why = NULL;
     int stalled = c->n_stalled && !flush_stalled(f, c);
+    if (!stalled && c->reply_len) {     /* its frame's reports are queued now */
+        if (send_reply(c, c->reply, c->reply_len) < 0) {
+            conn_close(f, slot, "the device does not read its replies", HC_LOG_WARN);
+            return;
+        }
+        c->reply_len = 0;
+    }
+    if (!stalled && c->plen) {          /* whole frames that waited behind the stall */
+        uint32_t used;
+        int rc = feed_proto(f, c, NULL, 0, &used, &why);
+        if (rc == FEED_ERROR) {
+            conn_close(f, slot, why, HC_LOG_WARN);
+            return;
+        }
+        stalled = rc == FEED_STALL;
+    }
     while (!stalled && c->pend_n) {
         struct slice *s = &c->pend[c->pend_head];
         uint32_t used = 0;
@@ -584,6 +631,7 @@ static int listener_fd(const struct hc_front *f, uint32_t l)
 
 static void arm_accept(struct hc_front *f, uint32_t l)
 {
+    f->accept_armed[l] = 1;
     struct io_uring_sqe *sqe = sqe_get(f);
     io_uring_prep_multishot_accept(sqe, listener_fd(f, l), NULL, NULL, SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, ud_make(UD_ACCEPT, l, 0));
@@ -592,13 +640,17 @@ static void arm_accept(struct hc_front *f, uint32_t l)
 static void arm_accepts(struct hc_front *f)
 {
     for (uint32_t l = 0; l <= HC_FRONT_PROTOS; l++)
-        if (listener_fd(f, l) >= 0)
+        if (listener_fd(f, l) >= 0 && !f->accept_armed[l])
             arm_accept(f, l);
 }
 
 static void on_accept(struct hc_front *f, struct io_uring_cqe *cqe)
 {
     uint32_t l = ud_slot(cqe->user_data);
+    if (l > HC_FRONT_PROTOS)
+        return;
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        f->accept_armed[l] = 0;     /* this listener's multishot accept ended */
     if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM) {
         /* Out of descriptors: the connection stays queued, so accepting
          * again at once would fail again at once.  Retry in 100 ms. */
@@ -945,7 +997,7 @@ static void shut_down(struct hc_front *f)
         int left = 0;
         for (uint32_t s = 0; s < f->max_conns; s++) {
             struct hc_conn *c = &f->conns[s];
-            if (!c->open || (!c->n_stalled && !c->pend_n))
+            if (!c->open || (!c->n_stalled && !c->pend_n && !c->plen))
                 continue;
             pump(f, s);
             if (c->open && (c->n_stalled || c->pend_n))

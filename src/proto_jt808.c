@@ -17,9 +17,10 @@
  * between them (the shortest header plus checksum; "7e 7e" is the empty
  * frame) cannot be a message: the first flag ended something we did not
  * see, so the bytes up to the second flag are skipped and the second may
- * open the next frame.  A longer run of garbage that ends in a flag takes
- * the following frame's opening flag with it; that frame is then lost
- * (it fails as garbage), and framing is back in step at the next one.
+ * open the next frame.  A longer run of garbage that ends in a flag is
+ * cut as a frame that fails (bad checksum or length); decode() then sets
+ * out->resync, so the front keeps that last flag, which opens the real
+ * frame behind the garbage.
  *
  * Results.  A frame whose checksum fails is HC_PROTO_BAD_CHECKSUM.  One
  * whose bytes do not make a message is HC_PROTO_BAD_LENGTH: an escape byte
@@ -517,6 +518,14 @@ static long jt808_frame(const void *conn, const uint8_t *buf, size_t len)
     return -(long)(e ? (size_t)(e - buf) : len);
 }
 
+/* A frame that is no message at all: the front keeps its closing flag,
+ * which may be the opening flag of a real frame behind garbage. */
+static int resync(struct hc_proto_out *out, int rc)
+{
+    out->resync = 1;
+    return rc;
+}
+
 static int jt808_decode(void *conn, const uint8_t *frame, size_t len, struct hc_proto_out *out)
 {
     struct conn *c = conn;
@@ -525,30 +534,30 @@ static int jt808_decode(void *conn, const uint8_t *frame, size_t len, struct hc_
     size_t n;
 
     if (len < 2 || frame[0] != FLAG || frame[len - 1] != FLAG)
-        return HC_PROTO_BAD_LENGTH;
+        return resync(out, HC_PROTO_BAD_LENGTH);
     if (memchr(frame + 1, ESC, len - 2)) {
         long k = unescape(frame + 1, len - 2, buf);
         if (k < 0)
-            return HC_PROTO_BAD_LENGTH;
+            return resync(out, HC_PROTO_BAD_LENGTH);
         m = buf;
         n = (size_t)k;
     } else {
         m = frame + 1;
         n = len - 2;
         if (n > CONTENT_MAX)
-            return HC_PROTO_BAD_LENGTH;
+            return resync(out, HC_PROTO_BAD_LENGTH);
     }
 
     struct header h;
     long off = parse_header(m, n, &h);
     if (off < 0)
-        return HC_PROTO_BAD_LENGTH;
+        return resync(out, HC_PROTO_BAD_LENGTH);
     if (xor_bytes(m, n) != 0)   /* the checksum byte cancels the rest */
-        return HC_PROTO_BAD_CHECKSUM;
+        return resync(out, HC_PROTO_BAD_CHECKSUM);
     const uint8_t *b = m + off;
     size_t blen = n - 1 - (size_t)off;
     if (blen != (h.props & PROP_LEN))
-        return HC_PROTO_BAD_LENGTH;
+        return resync(out, HC_PROTO_BAD_LENGTH);
 
     if (h.id == MSG_TERMINAL_ACK)
         return HC_PROTO_OK;     /* an answer to us: nothing to answer */

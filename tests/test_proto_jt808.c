@@ -1045,7 +1045,10 @@ static void run_stream(const uint8_t *s, size_t n, const size_t *cuts, size_t nc
             if (r > 0) {
                 out.n_reports = out.reply_len = 0;
                 out.skipped = 0;
+                out.resync = 0;
                 int rc = P->decode(conn, buf, (size_t)r, &out);
+                if (out.resync)
+                    used--;             /* as the front does: keep the closing flag */
                 c->rc[rc + 1]++;
                 for (size_t i = 0; i < out.n_reports; i++)
                     c->r[c->n++] = out.reports[i];
@@ -1142,4 +1145,20 @@ Test(jt808, truncated_frame_never_decodes)
         cr_assert_neq(rc, HC_PROTO_OK, "cut at %zu decoded", k);
         cr_assert_eq(out.n_reports, 0);
     }
+}
+
+Test(jt808, a_stray_flag_in_garbage_does_not_cost_the_next_frame)
+{
+    static uint8_t s[4096];
+    static struct collected c;
+    uint8_t b[64];
+    size_t n = hex("00 7e 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11 12", s);
+    struct msg loc = { .id = 0x0200, .serial = 9, .body = b,
+                       .blen = location_body(b, ST_FIX, 31000000, 121000000, "260115083000") };
+    n += encode(&loc, s + n);
+    size_t cut = n;
+    run_stream(s, n, &cut, 1, &c);
+    cr_assert_eq(c.n, 1, "the location behind the garbage is decoded");
+    cr_assert_float_eq(c.r[0].lat, 31.0, 1e-9);
+    cr_assert_eq(c.rc[HC_PROTO_OK + 1], 1);
 }

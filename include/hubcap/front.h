@@ -102,6 +102,7 @@ struct hc_front {
     int stopping;                   /* shutting down: no more recv */
     int failed;                     /* stopped on an error, not on request */
     uint64_t accept_retry_ns;       /* re-arm accept then (after EMFILE) */
+    uint8_t accept_armed[1 + HC_FRONT_PROTOS]; /* a multishot accept is outstanding */
 
     /* device protocols: listener, port, operations (NULL: off) */
     int proto_fd[HC_FRONT_PROTOS];

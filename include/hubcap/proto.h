@@ -49,6 +49,9 @@ struct hc_proto_out {
     size_t reply_len;           /* 0: nothing to send back */
     uint32_t skipped;           /* records in the frame not turned into reports
                                    (out of range, no fix, unsupported type) */
+    uint8_t resync;             /* consume all but the frame's last byte: a frame
+                                   that failed may have ended on the flag that
+                                   opens the next one (JT/T 808) */
 };
 
 /* decode() results. */
