@@ -64,7 +64,9 @@ static void teardown(void)
     hc_wake_free(&wake);
 }
 
-TestSuite(front, .init = setup, .fini = teardown, .timeout = 60);
+/* Each test names its own .init: Criterion runs a suite's .init and a
+ * test's one both. */
+TestSuite(front, .fini = teardown, .timeout = 60);
 
 static int connect_to(unsigned port)
 {
@@ -143,7 +145,7 @@ static int login(const char *imei)
     return fd;
 }
 
-Test(front, a_stalled_device_hears_back_only_once_its_reports_are_queued)
+Test(front, a_stalled_device_hears_back_only_once_its_reports_are_queued, .init = setup)
 {
     int fd = login("356307042441013");
     uint8_t buf[16384], ack[8];
