@@ -466,17 +466,34 @@ static json_t *channel_command(struct daemon *d, const char *cmd, json_t *req,
     }
     if (!*error && hc_config_finish(c, d->ctl_error, sizeof(d->ctl_error)) < 0)
         *error = d->ctl_error;
+    struct hc_push_endpoint eps[HC_CONFIG_CHANNELS_MAX];
+    struct hc_notify_channel chans[HC_CONFIG_CHANNELS_MAX];
+    if (!*error)
+        channels_of(c, eps, chans);
+    /* A new name may find no endpoint slot left: find out before anything
+     * is kept, so a refusal changes nothing. */
+    for (unsigned i = 0; !*error && adding && i < c->n_channels; i++)
+        if (strcmp(eps[i].name, name) == 0 && (rc = hc_push_endpoint_set(d->push, &eps[i])) < 0) {
+            if (rc == -ENOSPC)
+                snprintf(d->ctl_error, sizeof(d->ctl_error), "at most %d channel names in"
+                         " one run (removed ones count until a restart); nothing changed",
+                         HC_CONFIG_CHANNELS_MAX);
+            else
+                snprintf(d->ctl_error, sizeof(d->ctl_error), "%s; nothing changed",
+                         hc_strerror(rc));
+            *error = d->ctl_error;
+        }
     if (!*error) {
         rc = removing ? hc_settings_remove_channel(d->settings, name)
                       : hc_settings_save(d->settings, a.v, a.n);
-        if (rc < 0)
+        if (rc < 0) {
             *error = "cannot keep the change (see the daemon's log); nothing changed";
+            if (adding)
+                hc_push_endpoint_remove(d->push, name);
+        }
     }
-    struct hc_push_endpoint eps[HC_CONFIG_CHANNELS_MAX];
-    struct hc_notify_channel chans[HC_CONFIG_CHANNELS_MAX];
     if (!*error) {
-        channels_of(c, eps, chans);
-        for (unsigned i = 0; rc == 0 && !removing && i < c->n_channels; i++)
+        for (unsigned i = 0; rc == 0 && !removing && !adding && i < c->n_channels; i++)
             if (strcmp(eps[i].name, name) == 0)
                 rc = hc_push_endpoint_set(d->push, &eps[i]);
         if (rc == 0)
@@ -485,17 +502,13 @@ static json_t *channel_command(struct daemon *d, const char *cmd, json_t *req,
         if (rc == 0 && removing)
             rc = hc_push_endpoint_remove(d->push, name);
         if (rc < 0) {
-            if (rc == -ENOSPC)
-                snprintf(d->ctl_error, sizeof(d->ctl_error), "at most %d channel names in"
-                         " one run (removed ones count until a restart)",
-                         HC_CONFIG_CHANNELS_MAX);
             *error = d->ctl_error;
             hc_error("main", "channel %s: %s (kept for the next start)", name, d->ctl_error);
         }
         memcpy(&d->cfg, c, sizeof(*c));
-        OPENSSL_cleanse(eps, sizeof(eps));
     }
-    OPENSSL_cleanse(&a, sizeof(a));     /* it may hold a secret */
+    OPENSSL_cleanse(eps, sizeof(eps));
+    OPENSSL_cleanse(&a, sizeof(a));     /* they may hold a secret */
     OPENSSL_cleanse(c, sizeof(*c));
     free(c);
     if (*error)

@@ -14,6 +14,7 @@
 
 #include "harness.h"
 #include "httprecv.h"
+#include "hubcap/config.h"
 #include "hubcap/sim.h"
 #include "hubcap/timefmt.h"
 
@@ -434,4 +435,37 @@ Test(alarms, a_refused_message_is_a_dead_letter_that_can_be_listed_and_replayed)
     hr_request_free(&r);
     wait_stat("push.delivered", 1);
     cr_assert_eq(daemon_stat(&d, "push.dead_now"), 0);
+}
+
+static size_t channel_count(void)
+{
+    json_t *a = daemon_control(&d, "{\"cmd\":\"channel.list\"}\n");
+    size_t n = json_array_size(json_object_get(a, "channels"));
+    json_decref(a);
+    return n;
+}
+
+Test(alarms, a_channel_refused_for_want_of_endpoint_slots_is_not_kept)
+{
+    char req[400];
+    daemon_start(&d, NULL);
+    for (int i = 0; i < HC_CONFIG_CHANNELS_MAX; i++) {
+        snprintf(req, sizeof(req), "{\"cmd\":\"channel.add\",\"name\":\"c%d\",\"url\":"
+                 "\"http://127.0.0.1:9/c%d\",\"secret\":\"%s\"}\n", i, i, SECRET);
+        json_t *a = daemon_control(&d, req);
+        cr_assert(json_is_true(json_object_get(a, "ok")), "%s",
+                  json_string_value(json_object_get(a, "error")));
+        json_decref(a);
+    }
+    json_t *a = control("{\"cmd\":\"channel.remove\",\"name\":\"%s\"}", "c0");
+    cr_assert(json_is_true(json_object_get(a, "ok")));
+    json_decref(a);
+    /* 15 channels, but all 16 endpoint slots of this run are taken. */
+    snprintf(req, sizeof(req), "{\"cmd\":\"channel.add\",\"name\":\"late\",\"url\":"
+             "\"http://127.0.0.1:9/late\",\"secret\":\"%s\"}", SECRET);
+    refused("%s", req, "nothing changed");
+    cr_assert_eq(channel_count(), HC_CONFIG_CHANNELS_MAX - 1);
+    cr_assert_eq(daemon_stop(&d), 0);
+    daemon_start(&d, NULL);
+    cr_assert_eq(channel_count(), HC_CONFIG_CHANNELS_MAX - 1, "the refused channel was not kept");
 }
