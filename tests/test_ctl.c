@@ -77,6 +77,8 @@ static void drain(int fd, char *buf, size_t cap, size_t *len, int *open_)
 
 /* Run hubcapctl args (NULL-terminated) into r, as uid:gid with no
  * supplementary groups when uid >= 0; returns its exit status. */
+static const char *stdin_text;     /* what hubcapctl reads on stdin; NULL: nothing */
+
 static int run_argv(long uid, long gid, const char *const *args)
 {
     const char *bin = getenv("HUBCAPCTL");
@@ -89,13 +91,18 @@ static int run_argv(long uid, long gid, const char *const *args)
         argv[n++] = args[i];
     }
     argv[n] = NULL;
-    int po[2], pe[2];
+    int po[2], pe[2], pi[2];
     cr_assert_eq(pipe2(po, O_CLOEXEC), 0);
     cr_assert_eq(pipe2(pe, O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(pi, O_CLOEXEC), 0);
+    if (stdin_text)             /* small: fits in the pipe before the child runs */
+        cr_assert_eq(write(pi[1], stdin_text, strlen(stdin_text)), (ssize_t)strlen(stdin_text));
+    close(pi[1]);
     fflush(NULL);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        dup2(pi[0], STDIN_FILENO);
         dup2(po[1], STDOUT_FILENO);
         dup2(pe[1], STDERR_FILENO);
         if (uid >= 0 && (setgroups(0, NULL) < 0 || setgid((gid_t)gid) < 0 ||
@@ -104,6 +111,7 @@ static int run_argv(long uid, long gid, const char *const *args)
         execv(bin, (char *const *)argv);
         _exit(127);
     }
+    close(pi[0]);
     close(po[1]);
     close(pe[1]);
     size_t lo = 0, le = 0;
@@ -586,6 +594,19 @@ Test(ctl, config_show_hides_secrets_and_channels_come_and_go)
     EXPECT(0, "channel", "list");
     cr_assert(!HAS_LINE(r.out, "sms"), "gone: %s", r.out);
     cr_assert(HAS_LINE(r.out, "app"), "%s", r.out);
+
+    /* A secret from standard input, never on the command line. */
+    stdin_text = SECRET2 "\n";
+    EXPECT(0, "channel", "set", "app", "--secret-next", "-");
+    stdin_text = "";
+    EXPECT(2, "channel", "set", "app", "--secret", "-");
+    stdin_text = NULL;
+    cr_assert(strstr(r.err, "standard input"), "%s", r.err);
+    EXPECT(0, "--json", "channel", "list");
+    json_t *j = json_loads(r.out, 0, NULL);
+    cr_assert(json_is_true(hc_json_path(j, "channels.0.rotating")), "app rotates to the"
+              " secret read from stdin: %s", r.out);
+    json_decref(j);
 }
 
 Test(ctl, stats_and_status_show_the_daemon)

@@ -36,6 +36,7 @@ enum exit_status { EXIT_DONE = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACH
 /* How an argument becomes a request member. */
 enum vtype {
     V_STR,      /* a string, as given */
+    V_SECRET,   /* a string, or "-": the next line of standard input */
     V_NUM,      /* a finite number (the daemon judges the range) */
     V_UINT,     /* a whole number in [min, max] */
     V_FLAG,     /* an option without a value: true */
@@ -79,8 +80,8 @@ static const struct option_def {
     [O_REPEAT] = { "repeat", { "D", "repeat_interval", V_STR, 0, 0 } },
     [O_SNOOZE] = { "snooze", { "D", "snooze", V_STR, 0, 0 } },
     [O_URL] = { "url", { "U", "url", V_STR, 0, 0 } },
-    [O_SECRET] = { "secret", { "S", "secret", V_STR, 0, 0 } },
-    [O_SECRET_NEXT] = { "secret-next", { "S", "secret_next", V_STR, 0, 0 } },
+    [O_SECRET] = { "secret", { "S", "secret", V_SECRET, 0, 0 } },
+    [O_SECRET_NEXT] = { "secret-next", { "S", "secret_next", V_SECRET, 0, 0 } },
     [O_PRIORITY] = { "priority", { "P", "priority", V_UINT, 1, 1000 } },
     [O_DELAY] = { "delay", { "D", "delay", V_STR, 0, 0 } },
 };
@@ -697,6 +698,9 @@ static void usage(FILE *f)
     fprintf(f,
 "\n"
 "Durations (D) are written as in the configuration: 90s, 10m, 1h30m, 500ms.\n"
+"A secret S given as - is read from the next line of standard input, which\n"
+"keeps it out of the process list and the shell's history:\n"
+"  openssl rand -base64 32 | sed 's/^/whsec_/' | hubcapctl channel set sms --secret -\n"
 "\n"
 "Options (before or after the command):\n"
 "  --data-dir DIR     the daemon's data directory (default " DEFAULT_DATA_DIR ");\n"
@@ -837,6 +841,23 @@ static double finite_number(const char *what, const char *s)
 
 /* The request member p takes from s, checked as far as it can be here;
  * what names the argument in a usage error. */
+/* "--secret -": the next line of standard input, so the secret stays out
+ * of the process list and the shell's history.  The buffer is wiped. */
+static json_t *secret_from_stdin(const char *what)
+{
+    char line[512];
+    if (!fgets(line, sizeof(line), stdin))
+        hc_cli_usage_error("%s -: no line on standard input", what);
+    line[strcspn(line, "\r\n")] = '\0';
+    if (!line[0])
+        hc_cli_usage_error("%s -: the line on standard input is empty", what);
+    json_t *j = json_string(line);
+    explicit_bzero(line, sizeof(line));
+    if (!j)
+        hc_cli_usage_error("%s is not valid UTF-8 text", what);
+    return j;
+}
+
 static json_t *value(const struct param *p, const char *what, const char *s)
 {
     double v;
@@ -861,6 +882,10 @@ static json_t *value(const struct param *p, const char *what, const char *s)
         if (strcmp(s, "firing") != 0 && strcmp(s, "processing") != 0 && strcmp(s, "done") != 0)
             hc_cli_usage_error("%s wants firing, processing or done, not '%s'", what, s);
         return json_string(s);
+    case V_SECRET:
+        if (strcmp(s, "-") == 0)
+            return secret_from_stdin(what);
+        break;
     case V_STR:
         break;
     }
