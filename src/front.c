@@ -434,8 +434,8 @@ static int feed_proto(struct hc_front *f, struct hc_conn *c, const uint8_t *p, u
             STAT_ADD(f, proto[k].frames, 1);
             if (out->skipped)
                 STAT_ADD(f, proto[k].skipped, out->skipped);
-            size_t mlen = strlen(f->proto_maker[k]);
-            for (size_t i = 0; i < out->n_reports; i++) {
+            size_t mlen = f->proto_maker_len[k];
+            for (size_t i = 0; mlen && i < out->n_reports; i++) {
                 struct hc_report *r = &out->reports[i];
                 if (!r->maker_len && mlen) {
                     memcpy(r->maker, f->proto_maker[k], mlen);
@@ -849,6 +849,7 @@ int hc_front_open(struct hc_front *f, const struct hc_config *cfg, struct hc_rin
         f->proto_idle_ms[k] = dev[k].idle_ms;
         if (k == HC_FRONT_TELTONIKA)
             snprintf(f->proto_maker[k], sizeof(f->proto_maker[k]), "%s", cfg->teltonika_maker);
+        f->proto_maker_len[k] = (uint8_t)strlen(f->proto_maker[k]);
         hc_info("front", "listening for %s on tcp %s:%u", f->protos[k]->name, dev[k].bind,
                 f->proto_port[k]);
     }

@@ -452,19 +452,29 @@ static void print_vehicle_alarm(json_t *a)
            ? " (it has not reported yet: the setting waits for it)" : "");
 }
 
+/* A table of the array a.<list>: one row per element, column i its
+ * member keys[i] as text. */
+static void print_members(json_t *a, const char *list, unsigned ncols, const char *align,
+                          const char *const *head, const char *const *keys, const char *none)
+{
+    struct table t = table_new(ncols, align, head);
+    json_t *x;
+    size_t i;
+    json_array_foreach(json_object_get(a, list), i, x) {
+        const char *row[8];
+        for (unsigned c = 0; c < ncols && c < 8; c++)
+            row[c] = at(x, keys[c]);
+        table_row(&t, row);
+    }
+    table_print(&t, none);
+}
+
 static void print_vehicles(json_t *a)
 {
     static const char *const head[] = { "VID", "MAKER", "SHARD", "ALARM", "ALARMED",
                                         "LAST REPORT" };
-    struct table t = table_new(6, "llrlll", head);
-    json_t *x;
-    size_t i;
-    json_array_foreach(json_object_get(a, "vehicles"), i, x) {
-        const char *row[] = { at(x, "vid"), at(x, "maker"), at(x, "shard"), at(x, "alarm"),
-                              at(x, "alarmed"), at(x, "last_ts") };
-        table_row(&t, row);
-    }
-    table_print(&t, "no vehicles match");
+    static const char *const keys[] = { "vid", "maker", "shard", "alarm", "alarmed", "last_ts" };
+    print_members(a, "vehicles", 6, "llrlll", head, keys, "no vehicles match");
     if (json_is_true(json_object_get(a, "truncated")))
         printf("(more vehicles match: show more with --limit N, at most 100000)\n");
 }
@@ -563,15 +573,9 @@ static void print_deadletters(json_t *a)
 {
     static const char *const head[] = { "SEQ", "CHANNEL", "ATTEMPTS", "CREATED", "ID",
                                         "LAST ERROR" };
-    struct table t = table_new(6, "rlrlll", head);
-    json_t *x;
-    size_t i;
-    json_array_foreach(json_object_get(a, "deadletters"), i, x) {
-        const char *row[] = { at(x, "seq"), at(x, "channel"), at(x, "attempts"),
-                              at(x, "created"), at(x, "id"), at(x, "last_error") };
-        table_row(&t, row);
-    }
-    table_print(&t, "no dead letters");
+    static const char *const keys[] = { "seq", "channel", "attempts", "created", "id",
+                                        "last_error" };
+    print_members(a, "deadletters", 6, "rlrlll", head, keys, "no dead letters");
 }
 
 static void print_replayed(json_t *a)

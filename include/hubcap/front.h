@@ -110,6 +110,7 @@ struct hc_front {
     const struct hc_proto_ops *protos[HC_FRONT_PROTOS];
     uint64_t proto_idle_ms[HC_FRONT_PROTOS];
     char proto_maker[HC_FRONT_PROTOS][HC_MAKER_MAX + 1]; /* for reports naming none */
+    uint8_t proto_maker_len[HC_FRONT_PROTOS];
     struct hc_proto_config pcfg;
     struct hc_proto_out *pout;      /* one frame's decoded reports and reply */
     unsigned n_proto_conns;
