@@ -126,6 +126,7 @@ static size_t run_hubcap(struct input *in, const struct makers *mk,
     struct hc_detect_config c;
     struct hc_detector d;
     hc_detect_config_default(&c);
+    c.rule = HC_RULE_SEED;
     c.window = w;
     c.n1 = n1;
     c.n2 = n2;
