@@ -797,6 +797,16 @@ static void serve_control(struct hc_worker *w)
             if (hc_detector_unset_threshold(&w->det, r->key, strlen(r->key)) == -ENOENT)
                 r->rc = 0;
             break;
+        case HC_WREQ_RULE_SET:
+            r->rc = hc_detector_set_rule(&w->det, r->key, strlen(r->key),
+                                         (enum hc_rule)r->rule);
+            if (r->rc > 0)
+                r->rc = 0;
+            break;
+        case HC_WREQ_RULE_UNSET:
+            if (hc_detector_unset_rule(&w->det, r->key, strlen(r->key)) == -ENOENT)
+                r->rc = 0;
+            break;
         case HC_WREQ_VEHICLE_SHOW:
             i = find_vehicle(w, r->key);
             if (i < 0)
