@@ -1,6 +1,7 @@
 /*
- * test_calib.c — sample sizes of the seed table and the pairwise drift
- * statistics against brute force.
+ * test_calib.c — sample sizes of the seed table, the pairwise drift
+ * statistics against brute force, and the trimming of a session's outliers
+ * against an independent reference.
  */
 #include <criterion/criterion.h>
 #include <errno.h>

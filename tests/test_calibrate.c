@@ -4,7 +4,8 @@
  * ignition-on fixes, rows out of order) written as CSV in two column orders
  * and as a native msgpack stream; the tool run as a program and its figures
  * checked against a brute force over every pair of every session with the
- * haversine reference.  Then bad rows, damaged streams, usage errors, and
+ * haversine reference.  A second history with multipath strays checks the
+ * trimmed figures.  Then bad rows, damaged streams, usage errors, and
  * --apply against a real hubcapd.
  *
  * The tool is $HUBCAP_CALIBRATE, the daemon $HUBCAPD.
