@@ -5,9 +5,14 @@
  * chord: exponent plus the top HC_DRIFT_SUB_BITS of the mantissa, which is
  * a logarithmic scale with no log() per pair.  Bin 0 also takes everything
  * below 2^-68 (a few millimetres), the last bin everything up to 4.
+ *
+ * Trimming takes medians by selection (Hoare's quickselect) on a scratch
+ * array rather than by sorting: a session is a few dozen to a few thousand
+ * fixes, and four medians per session stay linear in its length.
  */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,8 +78,8 @@ static double bin_upper(unsigned b)
     return c2;
 }
 
-int hc_drift_add(struct hc_drift *h, const struct hc_kernel *k,
-                 const double *lat, const double *lon, size_t n)
+/* 0, or the error for the first position out of range. */
+static int check_positions(const double *lat, const double *lon, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (!hc_geo_valid_lat(lat[i]))
@@ -82,6 +87,15 @@ int hc_drift_add(struct hc_drift *h, const struct hc_kernel *k,
         if (!hc_geo_valid_lon(lon[i]))
             return HC_ERANGE_LON;
     }
+    return 0;
+}
+
+int hc_drift_add(struct hc_drift *h, const struct hc_kernel *k,
+                 const double *lat, const double *lon, size_t n)
+{
+    int rc = check_positions(lat, lon, n);
+    if (rc < 0)
+        return rc;
     if (n == 0)
         return 0;
     double *buf = malloc(4 * n * sizeof(double));
@@ -148,4 +162,105 @@ double hc_drift_quantile_m(const struct hc_drift *h, double q)
         }
     }
     return hc_drift_max_m(h);
+}
+
+/* Reorders a[0..n) so that a[k] is its k-th smallest value (from 0), with
+ * nothing larger before it and nothing smaller after it; returns a[k].
+ * Hoare's partition around the middle element: runs of equal values (a
+ * parked receiver repeating itself) still split evenly. */
+static double select_kth(double *a, size_t n, size_t k)
+{
+    ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, want = (ptrdiff_t)k;
+    while (lo < hi) {
+        double pivot = a[lo + (hi - lo) / 2];
+        ptrdiff_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot)
+                i++;
+            while (a[j] > pivot)
+                j--;
+            if (i <= j) {
+                double t = a[i];
+                a[i++] = a[j];
+                a[j--] = t;
+            }
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            break;              /* between the halves: equal to the pivot */
+    }
+    return a[want];
+}
+
+/* The two middle values of a[0..n), n >= 1, lower and upper (the same one
+ * when n is odd).  Reorders a. */
+static void middle(double *a, size_t n, double *lower, double *upper)
+{
+    size_t h = n / 2;
+    *upper = select_kth(a, n, h);
+    *lower = *upper;
+    if (n % 2 == 0) {
+        *lower = a[0];          /* the largest of the lower half */
+        for (size_t i = 1; i < h; i++)
+            if (a[i] > *lower)
+                *lower = a[i];
+    }
+}
+
+/* The component-wise median of n unit vectors v (3 doubles each), scaled
+ * back onto the sphere into c; 0, or -1 when that median is the origin
+ * (fixes all over the globe: there is no centre). */
+static int centre(const double *v, size_t n, double *scratch, double c[3])
+{
+    for (int d = 0; d < 3; d++) {
+        double lower, upper;
+        for (size_t i = 0; i < n; i++)
+            scratch[i] = v[3 * i + d];
+        middle(scratch, n, &lower, &upper);
+        c[d] = 0.5 * (lower + upper);
+    }
+    double norm = sqrt(c[0] * c[0] + c[1] * c[1] + c[2] * c[2]);
+    if (!(norm > 0.0))
+        return -1;
+    for (int d = 0; d < 3; d++)
+        c[d] /= norm;
+    return 0;
+}
+
+long hc_calib_trim(const double *lat, const double *lon, size_t n, double k, uint8_t *keep)
+{
+    if (!(k > 0.0) || !isfinite(k))
+        return -EINVAL;
+    int rc = check_positions(lat, lon, n);
+    if (rc < 0)
+        return rc;
+    memset(keep, 1, n);
+    if (n < 3)
+        return (long)n;
+    double *v = malloc(4 * n * sizeof(double));
+    if (!v)
+        return -ENOMEM;
+    double *scratch = v + 3 * n, c[3];
+    for (size_t i = 0; i < n; i++)
+        hc_geo_unit(lat[i], lon[i], v + 3 * i);
+    long kept = (long)n;
+    if (centre(v, n, scratch, c) == 0) {
+        /* Squared chords order the fixes as distances do: the median is
+         * found on them and only its two middle values become meters. */
+        double lower, upper;
+        for (size_t i = 0; i < n; i++)
+            scratch[i] = hc_geo_chord2(v + 3 * i, c);
+        middle(scratch, n, &lower, &upper);
+        double m = 0.5 * (hc_geo_chord2_to_m(lower) + hc_geo_chord2_to_m(upper));
+        double cut = k * (m > HC_CALIB_TRIM_FLOOR_M ? m : HC_CALIB_TRIM_FLOOR_M);
+        for (size_t i = 0; i < n; i++) {
+            keep[i] = hc_geo_chord2_to_m(hc_geo_chord2(v + 3 * i, c)) <= cut;
+            kept -= !keep[i];
+        }
+    }
+    free(v);
+    return kept;
 }

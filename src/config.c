@@ -5,7 +5,8 @@
  * text, where it lives in struct hc_config, its range and its help.
  * Defaults are made by parsing the default text through the same code a
  * file value goes through, so the documented default and the real one can
- * never disagree.  [thresholds] is one row whose key is "any maker name".
+ * never disagree.  [thresholds] and [rules] are one row each whose key is
+ * "any maker name".
  * The keys of a [channel.NAME] section are rows too, flagged OPT_CHANNEL,
  * whose offsets are into struct hc_config_channel: the functions that
  * parse, check and print one value take the struct the field lives in.
@@ -53,6 +54,8 @@ enum opt_type {
     OPT_METERS,     /* double: finite, > 0, <= HC_THRESHOLD_MAX_M */
     OPT_LOG_LEVEL,  /* int: HC_LOG_ERROR .. HC_LOG_DEBUG, written by name */
     OPT_THRESHOLD,  /* [thresholds]: key = maker, value = meters */
+    OPT_RULE,       /* unsigned enum hc_rule, written by name */
+    OPT_MAKER_RULE, /* [rules]: key = maker, value = a rule's name */
 };
 
 #define OPT_POW2    0x1u    /* OPT_UINT: must also be a power of two */
@@ -63,7 +66,8 @@ enum opt_type {
 
 struct opt {
     const char *section;
-    const char *key;            /* NULL: any key (the maker, in [thresholds]) */
+    const char *key;            /* NULL: any key (the maker, in [thresholds]
+                                 * and [rules]) */
     enum opt_type type;
     const char *def;            /* default, as written in a file; NULL: none */
     size_t off, size;           /* the field in struct hc_config (or channel) */
@@ -209,6 +213,28 @@ static const struct opt opts[] = {
      0, 0, 0,
      "Drift threshold in meters for makers without one of their own in "
      "[thresholds]. A pair counts when its distance is strictly greater."},
+    {"detect", "rule", OPT_RULE, "robust", FIELD(rule),
+     0, HC_RULES - 1, 0,
+     "Decision rule for makers without one of their own in [rules]: robust "
+     "(strays are left out, and the window must split in time into a before "
+     "and an after the move) or seed (more than N2 pairs farther apart than "
+     "the threshold). docs/DETECTION.md compares them on the standard "
+     "scenario."},
+    {"detect", "robust_after", OPT_UINT, "2", FIELD(robust_after),
+     2, HC_WINDOW_MAX - 2, 0,
+     "Robust rule: positions at the new spot, all within the threshold of "
+     "each other, before a move is reported. 2 reports a tow on the second "
+     "fix after it, as the seed rule does."},
+    {"detect", "robust_before", OPT_UINT, "3", FIELD(robust_before),
+     2, HC_WINDOW_MAX - 2, 0,
+     "Robust rule: positions before the move the window must still hold. "
+     "robust_after + robust_before must not exceed detect.window."},
+    {"detect", "robust_share_percent", OPT_UINT, "80", FIELD(robust_share_pct),
+     1, 100, 0,
+     "Robust rule: each position after the move must be farther than the "
+     "threshold from at least this share of the positions before it, so a "
+     "stray among them does not hide a move and slow drift does not make "
+     "one."},
 
     {"store", "commit_interval_ms", OPT_UINT, "10", FIELD(commit_interval_ms),
      1, 60000, 0,
@@ -293,6 +319,11 @@ static const struct opt opts[] = {
      "maker again replaces its threshold; at most 256 makers. Makers not "
      "listed use detect.default_threshold_m."},
 
+    {"rules", NULL, OPT_MAKER_RULE, NULL, FIELD(rules),
+     0, 0, 0,
+     "Decision rule of the maker named by the key, seed or robust, e.g. "
+     "acme = seed. At most 256 makers. Makers not listed use detect.rule."},
+
     {CHANNEL_SECTION, "url", OPT_URL, NULL, CHANNEL_FIELD(url),
      1, 512, OPT_CHANNEL,
      "Where the channel's alarms are POSTed: an https:// URL (http:// for a "
@@ -342,6 +373,8 @@ static const struct section sections[] = {
     {"control", "The control socket that hubcapctl and scripts use.", "CONTROL.md"},
     {"thresholds", "Per-maker drift thresholds: each key is a maker name, "
      "each value meters.", NULL},
+    {"rules", "Per-maker decision rules: each key is a maker name, each "
+     "value seed or robust.", "DETECTION.md"},
     {CHANNEL_SECTION, "Alarm channels, one section each, e.g. [channel.sms]; "
      "NAME is 1 to 32 of A-Z a-z 0-9 _ -, at most 16 channels. Each channel is "
      "an HTTPS endpoint (an SMS gateway, a voice gateway, an app-push "
@@ -461,6 +494,10 @@ static void opt_want(const struct opt *o, char *buf, size_t n)
     case OPT_LOG_LEVEL:
         snprintf(buf, n, "one of error, warn, info, debug");
         break;
+    case OPT_RULE:
+    case OPT_MAKER_RULE:
+        snprintf(buf, n, "seed or robust");
+        break;
     }
 }
 
@@ -507,6 +544,10 @@ static void opt_range(const struct opt *o, char *buf, size_t n)
         break;
     case OPT_LOG_LEVEL:
         snprintf(buf, n, "error, warn, info or debug");
+        break;
+    case OPT_RULE:
+    case OPT_MAKER_RULE:
+        snprintf(buf, n, "seed or robust");
         break;
     }
 }
@@ -709,34 +750,73 @@ static bool maker_ok(const char *m)
     return strpbrk(m, "=:") == NULL;
 }
 
-static int set_threshold(struct hc_config *c, const struct opt *o, const char *maker,
-                         const char *val, char *err, size_t errlen)
+/* The entry of maker in a per-maker table of [section] (n entries of size
+ * bytes, each starting with the maker's name), added if new; -1 with err
+ * set when the name is unusable or the table is full. */
+static int maker_entry(void *table, unsigned *n, size_t size, const char *section,
+                       const char *what, const char *maker, char *err, size_t errlen)
 {
-    char shown[64];
-    double m;
+    char shown[64], *t = table;
     if (!maker_ok(maker)) {
-        set_err(err, errlen, "thresholds: maker name '%s' must be 1 to %d bytes, "
-                "without '=', ':', control characters or a comment",
+        set_err(err, errlen, "%s: maker name '%s' must be 1 to %d bytes, "
+                "without '=', ':', control characters or a comment", section,
                 show(maker, shown, sizeof(shown)), HC_MAKER_MAX);
         return -1;
     }
-    if (!parse_meters(val, &m))
-        return bad_value(o, o->section, maker, val, err, errlen);
     unsigned i;
-    for (i = 0; i < c->n_thresholds; i++)
-        if (strcmp(c->thresholds[i].maker, maker) == 0)
-            break;
+    for (i = 0; i < *n; i++)
+        if (strcmp(t + i * size, maker) == 0)
+            return (int)i;
     if (i == HC_CONFIG_THRESHOLDS_MAX) {
-        set_err(err, errlen, "thresholds.%s: at most %d makers can have their "
-                "own threshold", show(maker, shown, sizeof(shown)),
-                HC_CONFIG_THRESHOLDS_MAX);
+        set_err(err, errlen, "%s.%s: at most %d makers can have their own %s",
+                section, show(maker, shown, sizeof(shown)), HC_CONFIG_THRESHOLDS_MAX, what);
         return -1;
     }
-    if (i == c->n_thresholds) {
-        c->n_thresholds++;
-        put_string(c->thresholds[i].maker, sizeof(c->thresholds[i].maker), maker);
-    }
+    (*n)++;
+    put_string(t + i * size, HC_MAKER_MAX + 1, maker);
+    return (int)i;
+}
+
+static int set_threshold(struct hc_config *c, const struct opt *o, const char *maker,
+                         const char *val, char *err, size_t errlen)
+{
+    double m;
+    if (!maker_ok(maker))       /* the name's message first */
+        return maker_entry(NULL, &c->n_thresholds, 0, o->section, "threshold", maker, err, errlen);
+    if (!parse_meters(val, &m))
+        return bad_value(o, o->section, maker, val, err, errlen);
+    _Static_assert(offsetof(struct hc_config_threshold, maker) == 0, "name first");
+    int i = maker_entry(c->thresholds, &c->n_thresholds, sizeof(c->thresholds[0]),
+                        o->section, "threshold", maker, err, errlen);
+    if (i < 0)
+        return -1;
     c->thresholds[i].meters = m;
+    return 0;
+}
+
+static bool parse_rule(const char *val, unsigned *r)
+{
+    enum hc_rule rule;
+    if (hc_rule_parse(val, strlen(val), &rule) < 0)
+        return false;
+    *r = (unsigned)rule;
+    return true;
+}
+
+static int set_rule(struct hc_config *c, const struct opt *o, const char *maker,
+                    const char *val, char *err, size_t errlen)
+{
+    unsigned r;
+    if (!maker_ok(maker))
+        return maker_entry(NULL, &c->n_rules, 0, o->section, "rule", maker, err, errlen);
+    if (!parse_rule(val, &r))
+        return bad_value(o, o->section, maker, val, err, errlen);
+    _Static_assert(offsetof(struct hc_config_rule, maker) == 0, "name first");
+    int i = maker_entry(c->rules, &c->n_rules, sizeof(c->rules[0]), o->section,
+                        "rule", maker, err, errlen);
+    if (i < 0)
+        return -1;
+    c->rules[i].rule = r;
     return 0;
 }
 
@@ -748,7 +828,7 @@ static int opt_apply(const struct opt *o, void *base, const char *section, const
 {
     char *field = (char *)base + o->off;
     unsigned long long u;
-    unsigned list[HC_CONFIG_RETRIES_MAX] = {0}, count;
+    unsigned list[HC_CONFIG_RETRIES_MAX] = {0}, count, u32;
     enum dur_rc dr = DUR_BAD;
     struct in_addr a;
     double d;
@@ -814,6 +894,13 @@ static int opt_apply(const struct opt *o, void *base, const char *section, const
         return bad_value(o, section, key, val, err, errlen);
     case OPT_THRESHOLD:
         return set_threshold(base, o, key, val, err, errlen);
+    case OPT_RULE:
+        if (!parse_rule(val, &u32))
+            return bad_value(o, section, key, val, err, errlen);
+        *(unsigned *)(void *)field = u32;
+        return 0;
+    case OPT_MAKER_RULE:
+        return set_rule(base, o, key, val, err, errlen);
     }
     /* A bad duration; a bare number most likely means seconds or minutes. */
     return bad_value_why(o, section, key, val,
@@ -1139,8 +1226,12 @@ static void opt_format(const struct opt *o, const void *base, char *buf, size_t 
     case OPT_LOG_LEVEL:
         snprintf(buf, n, "%s", hc_log_level_name(*(const int *)(const void *)field));
         break;
+    case OPT_RULE:
+        snprintf(buf, n, "%s", hc_rule_name((enum hc_rule)*u));
+        break;
     case OPT_THRESHOLD:
-        assert(!"thresholds have no single value");
+    case OPT_MAKER_RULE:
+        assert(!"per-maker tables have no single value");
         buf[0] = '\0';
         break;
     }
@@ -1181,6 +1272,11 @@ static int opt_check(const struct opt *o, const void *base, const char *section,
             return 0;
         break;
     }
+    case OPT_RULE:
+        if (*u < HC_RULES)
+            return 0;
+        snprintf(value, sizeof(value), "%u", *u);
+        return bad_value(o, section, key, value, err, errlen);
     case OPT_LOG_LEVEL: {
         int v = *(const int *)(const void *)field;
         if (v >= HC_LOG_ERROR && v <= HC_LOG_DEBUG)
@@ -1214,8 +1310,25 @@ static int remove_named(void *table, unsigned *n, size_t size, const char *name)
 
 int hc_config_remove_threshold(struct hc_config *c, const char *maker)
 {
-    _Static_assert(offsetof(struct hc_config_threshold, maker) == 0, "name first");
     return remove_named(c->thresholds, &c->n_thresholds, sizeof(c->thresholds[0]), maker);
+}
+
+int hc_config_remove_rule(struct hc_config *c, const char *maker)
+{
+    return remove_named(c->rules, &c->n_rules, sizeof(c->rules[0]), maker);
+}
+
+void hc_config_detect(const struct hc_config *c, struct hc_detect_config *d)
+{
+    hc_detect_config_default(d);
+    d->window = c->window;
+    d->n1 = c->n1;
+    d->n2 = c->n2 ? c->n2 : c->window - 1;
+    d->default_threshold_m = c->default_threshold_m;
+    d->rule = (enum hc_rule)c->rule;
+    d->robust_after = c->robust_after;
+    d->robust_before = c->robust_before;
+    d->robust_share = c->robust_share_pct / 100.0;
 }
 
 int hc_config_remove_channel(struct hc_config *c, const char *name)
@@ -1323,12 +1436,14 @@ int hc_config_finish(struct hc_config *c, char *err, size_t errlen)
         int n = online_cores() - 1;
         workers = n < 1 ? 1 : n > HC_CONFIG_WORKERS_MAX ? HC_CONFIG_WORKERS_MAX : (unsigned)n;
     }
-    struct hc_detect_config d = {
-        .window = c->window,
-        .n1 = c->n1,
-        .n2 = c->n2 ? c->n2 : c->window - 1,
-        .default_threshold_m = c->default_threshold_m,
-    };
+    struct hc_detect_config d;
+    hc_config_detect(c, &d);
+    if (d.robust_after + d.robust_before > d.window) {
+        set_err(err, errlen, "detect.robust_after (%u) + detect.robust_before (%u) must "
+                "not be greater than detect.window (%u)", d.robust_after,
+                d.robust_before, d.window);
+        return -1;
+    }
     int rc = hc_detect_config_check(&d);
     if (rc == HC_ETHRESHOLD) {
         snprintf(value, sizeof(value), "%g", d.default_threshold_m);
@@ -1370,12 +1485,18 @@ static void write_keys(FILE *f, const char *section, const void *base)
         const struct opt *o = &opts[i];
         if (strcmp(o->section, section) != 0)
             continue;
+        const struct hc_config *c = base;
         if (o->type == OPT_THRESHOLD) {
-            const struct hc_config *c = base;
             for (unsigned t = 0; t < c->n_thresholds; t++) {
                 fmt_double(c->thresholds[t].meters, buf, sizeof(buf));
                 fprintf(f, "%s = %s\n", c->thresholds[t].maker, buf);
             }
+            continue;
+        }
+        if (o->type == OPT_MAKER_RULE) {
+            for (unsigned t = 0; t < c->n_rules; t++)
+                fprintf(f, "%s = %s\n", c->rules[t].maker,
+                        hc_rule_name((enum hc_rule)c->rules[t].rule));
             continue;
         }
         opt_format(o, base, buf, sizeof(buf));
@@ -1490,6 +1611,7 @@ static const char example_ini[] =
     "n1 = 10\n"
     "n2 = 0\n"
     "default_threshold_m = 100\n"
+    "rule = robust\n"
     "\n"
     "[store]\n"
     "commit_interval_ms = 10\n"
@@ -1506,6 +1628,9 @@ static const char example_ini[] =
     "[thresholds]\n"
     "acme = 35\n"
     "globex = 62.5\n"
+    "\n"
+    "[rules]\n"
+    "globex = seed\n"
     "\n"
     "; Notified in priority order: the app at once, SMS 5 minutes later.\n"
     "; Make your own secrets: echo whsec_$(openssl rand -base64 32)\n"
@@ -1578,8 +1703,8 @@ void hc_config_markdown(FILE *f)
         "  number without a unit is refused.\n"
         "- A list is its entries separated by commas, with spaces around them\n"
         "  allowed (`5s, 5m, 30m`), or `none` for no entries.\n"
-        "- A key given twice keeps its last value. In `[thresholds]`, setting a\n"
-        "  maker again replaces its threshold. A `[channel.NAME]` section given\n"
+        "- A key given twice keeps its last value. In `[thresholds]` and\n"
+        "  `[rules]`, setting a maker again replaces its entry. A `[channel.NAME]` section given\n"
         "  twice, or with `--set`, sets more keys of the same channel.\n"
         "- A line holds at most %d bytes (the limit of the inih parser). Give a\n"
         "  longer `data_dir`, `ca_file` or `url` with `--set` (`--data-dir` for\n"

@@ -20,12 +20,33 @@
 
 #define INDEX_SLOTS (2 * HC_MAKERS_MAX)   /* power of two, load <= 1/2 */
 
+static const char *const rule_names[HC_RULES] = { "seed", "robust" };
+
+const char *hc_rule_name(enum hc_rule r)
+{
+    return (unsigned)r < HC_RULES ? rule_names[r] : "unknown";
+}
+
+int hc_rule_parse(const char *s, size_t len, enum hc_rule *out)
+{
+    for (unsigned i = 0; i < HC_RULES; i++)
+        if (strlen(rule_names[i]) == len && memcmp(rule_names[i], s, len) == 0) {
+            *out = (enum hc_rule)i;
+            return 0;
+        }
+    return HC_ECONFIG;
+}
+
 void hc_detect_config_default(struct hc_detect_config *c)
 {
     c->window = 16;
     c->n1 = 10;
     c->n2 = 15;
     c->default_threshold_m = 100.0;
+    c->rule = HC_RULE_ROBUST;
+    c->robust_after = 2;
+    c->robust_before = 3;
+    c->robust_share = 0.8;
 }
 
 static int threshold_ok(double m)
@@ -40,6 +61,13 @@ int hc_detect_config_check(const struct hc_detect_config *c)
     if (c->n1 < 2 || c->n1 > c->window)
         return HC_ECONFIG;
     if (c->n2 >= c->window * (c->window - 1) / 2)
+        return HC_ECONFIG;
+    if ((unsigned)c->rule >= HC_RULES)
+        return HC_ECONFIG;
+    if (c->robust_after < 2 || c->robust_before < 2 ||
+        c->robust_after + c->robust_before > c->window)
+        return HC_ECONFIG;
+    if (!(c->robust_share > 0.0 && c->robust_share <= 1.0))
         return HC_ECONFIG;
     if (!threshold_ok(c->default_threshold_m))
         return HC_ETHRESHOLD;
@@ -83,6 +111,7 @@ int hc_detector_init(struct hc_detector *d, const struct hc_detect_config *cfg)
     }
     d->n_makers = 1;            /* entry 0: the unknown maker, never indexed */
     maker_threshold(&d->makers[0], cfg->default_threshold_m);
+    d->makers[0].rule = (uint8_t)cfg->rule;
     return 0;
 }
 
@@ -128,6 +157,7 @@ int hc_detector_maker(struct hc_detector *d, const char *name, size_t len)
     m->name[len] = '\0';
     m->len = (uint8_t)len;
     maker_threshold(m, d->cfg.default_threshold_m);
+    m->rule = (uint8_t)d->cfg.rule;
     d->index[slot] = (uint16_t)(e + 1);
     return (int)e;
 }
@@ -148,14 +178,20 @@ int hc_detector_set_threshold(struct hc_detector *d, const char *name,
     return e;
 }
 
-int hc_detector_unset_threshold(struct hc_detector *d, const char *name, size_t len)
+/* The maker called name, if the detector has seen it. */
+static struct hc_maker *maker_known(struct hc_detector *d, const char *name, size_t len)
 {
     if (len == 0 || len > HC_MAKER_MAX)
-        return -ENOENT;
+        return NULL;
     size_t slot = index_probe(d, name, len);
-    if (!d->index[slot])
+    return d->index[slot] ? &d->makers[d->index[slot] - 1] : NULL;
+}
+
+int hc_detector_unset_threshold(struct hc_detector *d, const char *name, size_t len)
+{
+    struct hc_maker *m = maker_known(d, name, len);
+    if (!m)
         return -ENOENT;
-    struct hc_maker *m = &d->makers[d->index[slot] - 1];
     m->own = false;
     maker_threshold(m, d->cfg.default_threshold_m);
     d->gen++;
@@ -172,6 +208,81 @@ int hc_detector_set_default(struct hc_detector *d, double meters)
             maker_threshold(&d->makers[i], meters);
     d->gen++;
     return 0;
+}
+
+int hc_detector_set_rule(struct hc_detector *d, const char *name, size_t len,
+                         enum hc_rule rule)
+{
+    if ((unsigned)rule >= HC_RULES)
+        return HC_ECONFIG;
+    if (len == 0) {
+        d->cfg.rule = rule;
+        for (unsigned i = 0; i < d->n_makers; i++)
+            if (!d->makers[i].own_rule)
+                d->makers[i].rule = (uint8_t)rule;
+        return 0;
+    }
+    int e = hc_detector_maker(d, name, len);
+    if (e < 0)
+        return e;
+    d->makers[e].own_rule = true;
+    d->makers[e].rule = (uint8_t)rule;
+    return e;
+}
+
+int hc_detector_unset_rule(struct hc_detector *d, const char *name, size_t len)
+{
+    struct hc_maker *m = maker_known(d, name, len);
+    if (!m)
+        return -ENOENT;
+    m->own_rule = false;
+    m->rule = (uint8_t)d->cfg.rule;
+    return 0;
+}
+
+/* Smallest count that is at least share of n: what "far from at least
+ * share of the n before positions" needs.  The small epsilon keeps 0.8 of
+ * 5 at 4 whatever the rounding of 0.8. */
+static unsigned share_of(double share, unsigned n)
+{
+    return (unsigned)ceil(share * n - 1e-9);
+}
+
+bool hc_robust_moved(const uint64_t *rows, unsigned n, const struct hc_detect_config *c)
+{
+    if (n < 2)
+        return false;
+    uint64_t all = n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
+    /* A position far from every other one is a stray: it takes no part. */
+    uint64_t keep = 0;
+    for (unsigned i = 0; i < n; i++)
+        if ((rows[i] | (uint64_t)1 << i) != all)
+            keep |= (uint64_t)1 << i;
+    if (!(keep >> (n - 1) & 1))
+        return false;
+    unsigned m = (unsigned)__builtin_popcountll(keep);
+
+    /* Try every split of the kept positions into an older "before" and a
+     * newer "after", growing the after group from the newest backwards. */
+    uint64_t after = 0, before = keep;
+    for (unsigned a = 1; a + c->robust_before <= m; a++) {
+        unsigned j = 63u - (unsigned)__builtin_clzll(before);
+        /* The after group must stay within the threshold of itself; once
+         * two of its positions are apart, every larger group is too. */
+        if (rows[j] & after)
+            return false;
+        after |= (uint64_t)1 << j;
+        before &= ~((uint64_t)1 << j);
+        if (a < c->robust_after)
+            continue;
+        unsigned need = share_of(c->robust_share, m - a);
+        uint64_t t = after;
+        while (t && (unsigned)__builtin_popcountll(rows[__builtin_ctzll(t)] & before) >= need)
+            t &= t - 1;
+        if (!t)
+            return true;
+    }
+    return false;
 }
 
 void hc_vehicle_init(const struct hc_detector *d, struct hc_vehicle *v)
@@ -217,6 +328,25 @@ static void fill_alarm(const struct hc_detector *d, const struct hc_vehicle *v,
     a->latest_ts = r->ts;
 }
 
+/* Whether the window, with its newest position of row `row`, shows a move
+ * under rule.  The robust rule's full check is O(W^2), so it runs only when
+ * the newest position could end a move at all: far from at least share of
+ * robust_before positions, and not a stray itself (some position within
+ * the threshold).  Nearly every parked report fails that test at the cost
+ * of two compares. */
+static bool moved(const struct hc_detector *d, const struct hc_window *w,
+                  unsigned rule, unsigned row, double limit)
+{
+    const struct hc_detect_config *c = &d->cfg;
+    if (rule == HC_RULE_SEED)
+        return w->len >= c->n1 && w->pairs > c->n2;
+    if (row < share_of(c->robust_share, c->robust_before) || row + 2 > w->len)
+        return false;
+    uint64_t rows[HC_WINDOW_MAX];
+    hc_window_rows(w, d->kernel, limit, rows);
+    return hc_robust_moved(rows, w->len, c);
+}
+
 int hc_detect_step(struct hc_detector *d, struct hc_vehicle *v,
                    const struct hc_report *r, struct hc_alarm *out)
 {
@@ -258,10 +388,10 @@ int hc_detect_step(struct hc_detector *d, struct hc_vehicle *v,
     }
     double p[3];
     hc_geo_unit(r->lat, r->lon, p);
-    hc_window_push(w, d->kernel, p, limit);
+    unsigned row = hc_window_push(w, d->kernel, p, limit);
 
     if ((v->flags & (HC_VF_ALARMED | HC_VF_ALARM_OFF)) == 0 &&
-        w->len >= d->cfg.n1 && w->pairs > d->cfg.n2) {
+        moved(d, w, d->makers[v->maker].rule, row, limit)) {
         v->flags |= HC_VF_ALARMED;
         if (out)
             fill_alarm(d, v, r, out);

@@ -62,7 +62,7 @@ struct daemon {
     struct hc_notify *notify;
     struct hc_settings *settings;   /* live changes, kept across restarts */
     struct hc_ctl ctl;
-    char ctl_error[256];            /* the last refusal's text (main thread) */
+    char ctl_error[512];            /* the last refusal's text (main thread) */
     uint64_t started_ms;
     char ready_path[4200];
     uint64_t rate_reports, rate_ms; /* the last second's sample */
@@ -623,6 +623,27 @@ static void free_answers(struct daemon *d, struct hc_wreq **out)
         hc_wreq_free(out[i]);
 }
 
+/* ---- per-maker settings: thresholds and rules ------------------------- */
+
+/* What differs between the two per-maker tables; everything else (request
+ * shapes, checking on a copy, all-or-nothing across workers, keeping the
+ * change, unset markers) is shared. */
+struct per_maker {
+    const char *noun;           /* "threshold" */
+    const char *section;        /* "thresholds": config section, map key */
+    const char *value_key;      /* "meters": the value in a one-maker request */
+    int wreq_set, wreq_unset;
+    int (*remove)(struct hc_config *c, const char *maker);
+};
+
+static const struct per_maker thresholds_pm = {
+    "threshold", "thresholds", "meters", HC_WREQ_THRESHOLD_SET, HC_WREQ_THRESHOLD_UNSET,
+    hc_config_remove_threshold,
+};
+static const struct per_maker rules_pm = {
+    "rule", "rules", "rule", HC_WREQ_RULE_SET, HC_WREQ_RULE_UNSET, hc_config_remove_rule,
+};
+
 static const struct hc_config_threshold *own_threshold(const struct hc_config *c,
                                                        const char *maker)
 {
@@ -632,51 +653,80 @@ static const struct hc_config_threshold *own_threshold(const struct hc_config *c
     return NULL;
 }
 
+static const struct hc_config_rule *own_rule(const struct hc_config *c, const char *maker)
+{
+    for (unsigned i = 0; i < c->n_rules; i++)
+        if (strcmp(c->rules[i].maker, maker) == 0)
+            return &c->rules[i];
+    return NULL;
+}
+
+/* Whether maker has its own entry in c; if so, and req is not NULL, the
+ * worker request that applies it. */
+static int own_entry(const struct per_maker *pm, const struct hc_config *c, const char *maker,
+                     struct hc_wreq *req)
+{
+    const struct hc_config_threshold *t = pm == &thresholds_pm ? own_threshold(c, maker) : NULL;
+    const struct hc_config_rule *r = pm == &rules_pm ? own_rule(c, maker) : NULL;
+    if (req && t)
+        req->meters = t->meters;
+    if (req && r)
+        req->rule = (int)r->rule;
+    return t || r;
+}
+
 /* "live" when kept in the settings store, else "config". */
-static const char *threshold_source(struct daemon *d, const char *maker)
+static const char *entry_source(struct daemon *d, const struct per_maker *pm, const char *maker)
 {
     char key[64], val[32];
-    snprintf(key, sizeof(key), "thresholds.%s", maker);
+    snprintf(key, sizeof(key), "%s.%s", pm->section, maker);
     return hc_settings_get(d->settings, key, val, sizeof(val)) == 0 && strcmp(val, "removed")
            ? "live" : "config";
 }
 
-static json_t *threshold_json(struct daemon *d, const char *maker)
+static json_t *entry_json(struct daemon *d, const struct per_maker *pm, const char *maker)
 {
+    const char *source = own_entry(pm, &d->cfg, maker, NULL) ? entry_source(d, pm, maker)
+                                                                : "default";
+    if (pm == &rules_pm) {
+        const struct hc_config_rule *r = own_rule(&d->cfg, maker);
+        return json_pack("{s:s, s:s, s:s}", "maker", maker, "rule",
+                         hc_rule_name((enum hc_rule)(r ? r->rule : d->cfg.rule)), "source",
+                         source);
+    }
     const struct hc_config_threshold *t = own_threshold(&d->cfg, maker);
     return json_pack("{s:s, s:f, s:s}", "maker", maker, "meters",
-                     t ? t->meters : d->cfg.default_threshold_m, "source",
-                     t ? threshold_source(d, maker) : "default");
+                     t ? t->meters : d->cfg.default_threshold_m, "source", source);
 }
 
-static int by_maker(const void *a, const void *b)
+static int by_name(const void *a, const void *b)
 {
-    return strcmp(((const struct hc_config_threshold *)a)->maker,
-                  ((const struct hc_config_threshold *)b)->maker);
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static json_t *threshold_list(struct daemon *d)
+static json_t *entry_list(struct daemon *d, const struct per_maker *pm)
 {
-    struct hc_config_threshold *t = malloc(sizeof(d->cfg.thresholds));
+    const char *names[HC_CONFIG_THRESHOLDS_MAX];
+    unsigned n = pm == &rules_pm ? d->cfg.n_rules : d->cfg.n_thresholds;
+    for (unsigned i = 0; i < n; i++)
+        names[i] = pm == &rules_pm ? d->cfg.rules[i].maker : d->cfg.thresholds[i].maker;
+    qsort(names, n, sizeof(names[0]), by_name);
     json_t *arr = json_array();
-    if (!t)
-        return NULL;
-    memcpy(t, d->cfg.thresholds, sizeof(d->cfg.thresholds));
-    qsort(t, d->cfg.n_thresholds, sizeof(*t), by_maker);
-    for (unsigned i = 0; i < d->cfg.n_thresholds; i++)
-        json_array_append_new(arr, threshold_json(d, t[i].maker));
-    free(t);
+    for (unsigned i = 0; i < n; i++)
+        json_array_append_new(arr, entry_json(d, pm, names[i]));
+    if (pm == &rules_pm)
+        return json_pack("{s:s, s:o}", "default", hc_rule_name((enum hc_rule)d->cfg.rule),
+                         "rules", arr);
     return json_pack("{s:f, s:o}", "default_m", d->cfg.default_threshold_m, "thresholds", arr);
 }
 
-/* Give maker the threshold meters (or, with meters <= 0, the default) in
- * every worker.  0, or -1 with d->ctl_error. */
-static int workers_threshold(struct daemon *d, const char *maker, double meters)
+/* Give maker in every worker its entry of c, or the default when c has
+ * none.  0, or -1 with d->ctl_error. */
+static int workers_entry(struct daemon *d, const struct per_maker *pm, const char *maker,
+                         const struct hc_config *c)
 {
-    struct hc_wreq proto = { .kind = meters > 0 ? HC_WREQ_THRESHOLD_SET
-                                                : HC_WREQ_THRESHOLD_UNSET,
-                             .meters = meters };
-    struct hc_wreq *out[HC_CONFIG_WORKERS_MAX];
+    struct hc_wreq proto = { 0 }, *out[HC_CONFIG_WORKERS_MAX];
+    proto.kind = own_entry(pm, c, maker, &proto) ? pm->wreq_set : pm->wreq_unset;
     snprintf(proto.key, sizeof(proto.key), "%s", maker);
     int rc = ask_workers(d, &proto, 1, out);
     free_answers(d, out);
@@ -685,16 +735,15 @@ static int workers_threshold(struct daemon *d, const char *maker, double meters)
 
 /* Put makers[0..n) back in every worker as in d->cfg (still the old
  * configuration), after a change failed part way. */
-static void workers_restore(struct daemon *d, const char *const *makers, size_t n)
+static void workers_restore(struct daemon *d, const struct per_maker *pm,
+                            const char *const *makers, size_t n)
 {
     char keep[sizeof(d->ctl_error)];
     memcpy(keep, d->ctl_error, sizeof(keep));   /* the first failure is the one to tell */
-    for (size_t i = 0; i < n; i++) {
-        const struct hc_config_threshold *t = own_threshold(&d->cfg, makers[i]);
-        if (workers_threshold(d, makers[i], t ? t->meters : 0) < 0)
-            hc_error("main", "threshold %s: could not be put back in every worker (%s); a"
-                     " restart restores it", makers[i], d->ctl_error);
-    }
+    for (size_t i = 0; i < n; i++)
+        if (workers_entry(d, pm, makers[i], &d->cfg) < 0)
+            hc_error("main", "%s %s: could not be put back in every worker (%s); a"
+                     " restart restores it", pm->noun, makers[i], d->ctl_error);
     memcpy(d->ctl_error, keep, sizeof(keep));
 }
 
@@ -711,24 +760,28 @@ static int maker_name_ok(const char *m)
     return 1;
 }
 
-/* "threshold.set" {maker, meters} or {thresholds: {maker: meters, ...}}:
- * checked by the configuration's parser on a copy; applied by every
- * worker; then kept.  All of it or nothing: a worker that fails puts the
- * makers already changed back. */
-static json_t *threshold_set(struct daemon *d, json_t *req, const char **error)
+/* "threshold.set" {maker, meters} or {thresholds: {maker: meters, ...}},
+ * and "rule.set" {maker, rule} or {rules: {maker: rule, ...}}: checked by
+ * the configuration's parser on a copy; applied by every worker; then
+ * kept.  All of it or nothing: a worker that fails puts the makers
+ * already changed back. */
+static json_t *entry_set(struct daemon *d, const struct per_maker *pm, json_t *req,
+                         const char **error)
 {
-    json_t *many = json_object_get(req, "thresholds"), *one = NULL;
+    json_t *many = json_object_get(req, pm->section), *one = NULL;
     const char *maker = json_string_value(json_object_get(req, "maker"));
     if (!many && maker) {
+        json_t *v = json_object_get(req, pm->value_key);
         one = json_object();
-        json_object_set(one, maker, json_object_get(req, "meters") ? json_object_get(req,
-                        "meters") : json_null());
+        json_object_set(one, maker, v ? v : json_null());
         many = one;
     }
     if (!json_is_object(many) || json_object_size(many) == 0 ||
         json_object_size(many) > HC_CONFIG_THRESHOLDS_MAX) {
         json_decref(one);
-        *error = "give \"maker\" and \"meters\", or \"thresholds\": {maker: meters, ...}";
+        snprintf(d->ctl_error, sizeof(d->ctl_error), "give \"maker\" and \"%s\", or \"%s\":"
+                 " {maker: %s, ...}", pm->value_key, pm->section, pm->value_key);
+        *error = d->ctl_error;
         return NULL;
     }
     size_t n = json_object_size(many);
@@ -746,13 +799,13 @@ static json_t *threshold_set(struct daemon *d, json_t *req, const char **error)
     json_object_foreach(many, key, val) {
         if (*error)
             break;
-        char num[48];
+        char value[48];
         const char *str = json_string_value(val);
         if (json_is_number(val))
-            snprintf(num, sizeof(num), "%.17g", json_number_value(val));
+            snprintf(value, sizeof(value), "%.17g", json_number_value(val));
         else
-            snprintf(num, sizeof(num), "%s", str && strlen(str) < sizeof(num) ? str
-                                             : "(not a number)");
+            snprintf(value, sizeof(value), "%s", str && strlen(str) < sizeof(value) ? str
+                     : pm == &rules_pm ? "(not a rule)" : "(not a number)");
         if (!maker_name_ok(key)) {
             snprintf(d->ctl_error, sizeof(d->ctl_error), "maker name '%.40s' must be 1 to %d"
                      " bytes, without control characters, '=' or spaces at either end", key,
@@ -760,7 +813,7 @@ static json_t *threshold_set(struct daemon *d, json_t *req, const char **error)
             *error = d->ctl_error;
             break;
         }
-        snprintf(text[k], sizeof(text[k]), "thresholds.%s=%s", key, num);
+        snprintf(text[k], sizeof(text[k]), "%s.%s=%s", pm->section, key, value);
         v[k] = text[k];
         names[k] = key;
         if (hc_config_set(c, v[k++], d->ctl_error, sizeof(d->ctl_error)) < 0)
@@ -769,27 +822,28 @@ static json_t *threshold_set(struct daemon *d, json_t *req, const char **error)
     if (!*error && hc_config_finish(c, d->ctl_error, sizeof(d->ctl_error)) < 0)
         *error = d->ctl_error;
     for (; !*error && applied < k; applied++) {
-        const struct hc_config_threshold *t = own_threshold(c, names[applied]);
-        if (!t || workers_threshold(d, names[applied], t->meters) < 0) {
-            if (!t)
-                snprintf(d->ctl_error, sizeof(d->ctl_error), "threshold %.40s: not taken",
+        int own = own_entry(pm, c, names[applied], NULL);
+        if (!own || workers_entry(d, pm, names[applied], c) < 0) {
+            if (!own)
+                snprintf(d->ctl_error, sizeof(d->ctl_error), "%s %.40s: not taken", pm->noun,
                          names[applied]);
             *error = d->ctl_error;
-            workers_restore(d, names, applied + 1);
+            workers_restore(d, pm, names, applied + 1);
         }
     }
     if (!*error && hc_settings_save(d->settings, v, k) < 0) {
-        *error = "cannot keep the thresholds (see the daemon's log); nothing changed";
-        workers_restore(d, names, k);
+        snprintf(d->ctl_error, sizeof(d->ctl_error), "cannot keep the %s (see the daemon's"
+                 " log); nothing changed", pm->section);
+        *error = d->ctl_error;
+        workers_restore(d, pm, names, k);
     }
     json_t *arr = NULL;
     if (!*error) {
         memcpy(&d->cfg, c, sizeof(*c));
         arr = json_array();
         for (size_t i = 0; i < k; i++) {
-            hc_info("main", "threshold of %s set to %g m", names[i],
-                    own_threshold(c, names[i])->meters);
-            json_array_append_new(arr, threshold_json(d, names[i]));
+            hc_info("main", "%s of %s set to %s", pm->noun, names[i], strchr(v[i], '=') + 1);
+            json_array_append_new(arr, entry_json(d, pm, names[i]));
         }
     }
     free(c);
@@ -797,43 +851,57 @@ static json_t *threshold_set(struct daemon *d, json_t *req, const char **error)
     free(v);
     free(names);
     json_decref(one);
-    return arr ? json_pack("{s:o}", "thresholds", arr) : NULL;
+    return arr ? json_pack("{s:o}", pm->section, arr) : NULL;
 }
 
-static json_t *threshold_command(struct daemon *d, const char *cmd, json_t *req,
-                                 const char **error)
+/* threshold.list|get|set|unset and rule.list|get|set|unset. */
+static json_t *entry_command(struct daemon *d, const struct per_maker *pm, const char *verb,
+                             json_t *req, const char **error)
 {
-    if (strcmp(cmd, "threshold.list") == 0)
-        return threshold_list(d);
-    if (strcmp(cmd, "threshold.set") == 0)
-        return threshold_set(d, req, error);
+    if (strcmp(verb, "list") == 0)
+        return entry_list(d, pm);
+    if (strcmp(verb, "set") == 0)
+        return entry_set(d, pm, req, error);
     const char *maker = json_string_value(json_object_get(req, "maker"));
     if (!maker || !*maker || strlen(maker) > HC_MAKER_MAX) {
         *error = "missing \"maker\": a maker name of 1 to 32 bytes";
         return NULL;
     }
-    if (strcmp(cmd, "threshold.get") == 0)
-        return threshold_json(d, maker);
-    if (!own_threshold(&d->cfg, maker)) {
-        snprintf(d->ctl_error, sizeof(d->ctl_error), "%.40s has no threshold of its own; it"
-                 " uses the default, %g m", maker, d->cfg.default_threshold_m);
+    if (strcmp(verb, "get") == 0)
+        return entry_json(d, pm, maker);
+    if (!own_entry(pm, &d->cfg, maker, NULL)) {
+        char dflt[32];
+        if (pm == &rules_pm)
+            snprintf(dflt, sizeof(dflt), "%s", hc_rule_name((enum hc_rule)d->cfg.rule));
+        else
+            snprintf(dflt, sizeof(dflt), "%g m", d->cfg.default_threshold_m);
+        snprintf(d->ctl_error, sizeof(d->ctl_error), "%.40s has no %s of its own; it uses the"
+                 " default, %s", maker, pm->noun, dflt);
         *error = d->ctl_error;
         return NULL;
     }
-    if (workers_threshold(d, maker, 0) < 0) {
-        *error = d->ctl_error;
-        workers_restore(d, &maker, 1);
+    struct hc_config *c = malloc(sizeof(*c));
+    if (!c) {
+        *error = "out of memory";
         return NULL;
     }
-    if (hc_settings_remove_threshold(d->settings, maker) < 0) {
+    memcpy(c, &d->cfg, sizeof(*c));
+    pm->remove(c, maker);
+    int rc = workers_entry(d, pm, maker, c);
+    free(c);
+    if (rc < 0) {
+        *error = d->ctl_error;
+        workers_restore(d, pm, &maker, 1);
+        return NULL;
+    }
+    if (hc_settings_remove_maker(d->settings, pm->section, maker) < 0) {
         *error = "cannot keep the change (see the daemon's log); nothing changed";
-        workers_restore(d, &maker, 1);
+        workers_restore(d, pm, &maker, 1);
         return NULL;
     }
-    hc_config_remove_threshold(&d->cfg, maker);
-    hc_info("main", "threshold of %s unset: the default %g m applies", maker,
-            d->cfg.default_threshold_m);
-    return threshold_json(d, maker);
+    pm->remove(&d->cfg, maker);
+    hc_info("main", "%s of %s unset: the default applies", pm->noun, maker);
+    return entry_json(d, pm, maker);
 }
 
 static json_t *vehicle_json(struct daemon *d, const struct hc_vehicle_info *v, int full)
@@ -1006,10 +1074,15 @@ static json_t *lmdb_json(struct daemon *d)
 static json_t *on_command(void *ctx, const char *cmd, json_t *req, const char **error)
 {
     struct daemon *d = ctx;
-    if (strncmp(cmd, "threshold.", 10) == 0 &&
-        (strcmp(cmd + 10, "list") == 0 || strcmp(cmd + 10, "get") == 0 ||
-         strcmp(cmd + 10, "set") == 0 || strcmp(cmd + 10, "unset") == 0))
-        return threshold_command(d, cmd, req, error);
+    static const struct per_maker *const tables[] = { &thresholds_pm, &rules_pm };
+    for (size_t i = 0; i < 2; i++) {
+        size_t n = strlen(tables[i]->noun);
+        const char *verb = cmd + n + 1;
+        if (strncmp(cmd, tables[i]->noun, n) == 0 && cmd[n] == '.' &&
+            (strcmp(verb, "list") == 0 || strcmp(verb, "get") == 0 ||
+             strcmp(verb, "set") == 0 || strcmp(verb, "unset") == 0))
+            return entry_command(d, tables[i], verb, req, error);
+    }
     if (strcmp(cmd, "vehicle.show") == 0 || strcmp(cmd, "vehicle.alarm") == 0 ||
         strcmp(cmd, "vehicle.list") == 0)
         return vehicle_command(d, cmd, req, error);
@@ -1043,7 +1116,7 @@ static json_t *on_command(void *ctx, const char *cmd, json_t *req, const char **
                          "teltonika", (int)d->front.proto_port[HC_FRONT_TELTONIKA],
                          "data_dir", d->cfg.data_dir, "control", d->ctl.path);
     snprintf(d->ctl_error, sizeof(d->ctl_error), "unknown command '%.40s' (try: status, stats,"
-             " threshold.list|get|set|unset, vehicle.show|alarm|list, alarm.list|show|ack|"
+             " threshold.list|get|set|unset, rule.list|get|set|unset, vehicle.show|alarm|list, alarm.list|show|ack|"
              "settings, channel.list|add|set|remove, deadletter.list|replay, config.show; see"
              " docs/CONTROL.md)", cmd);
     *error = d->ctl_error;

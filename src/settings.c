@@ -78,12 +78,23 @@ static const char *channel_of(const char *key, size_t len, char *name, size_t ca
 }
 
 #define THRESHOLDS "thresholds."
+#define RULES "rules."
 
-/* "thresholds.MAKER" -> "removed": the maker's threshold was unset live. */
-static int is_threshold_removal(const MDB_val *k, const MDB_val *v)
+static int has_prefix(const MDB_val *k, const char *prefix)
 {
-    return k->mv_size > strlen(THRESHOLDS) && memcmp(k->mv_data, THRESHOLDS, strlen(THRESHOLDS)) == 0 &&
-           v->mv_size == strlen(REMOVED) && memcmp(v->mv_data, REMOVED, strlen(REMOVED)) == 0;
+    size_t n = strlen(prefix);
+    return k->mv_size > n && memcmp(k->mv_data, prefix, n) == 0;
+}
+
+/* "thresholds.MAKER" or "rules.MAKER" -> "removed": the maker's own entry
+ * was unset live.  Returns the remover, or NULL. */
+static int (*per_maker_removal(const MDB_val *k, const MDB_val *v))(struct hc_config *,
+                                                                    const char *)
+{
+    if (v->mv_size != strlen(REMOVED) || memcmp(v->mv_data, REMOVED, strlen(REMOVED)) != 0)
+        return NULL;
+    return has_prefix(k, THRESHOLDS) ? hc_config_remove_threshold
+         : has_prefix(k, RULES) ? hc_config_remove_rule : NULL;
 }
 
 int hc_settings_apply(struct hc_settings *s, struct hc_config *c, char *err, size_t errlen)
@@ -111,9 +122,10 @@ int hc_settings_apply(struct hc_settings *s, struct hc_config *c, char *err, siz
         }
         snprintf(a, k.mv_size + v.mv_size + 2, "%.*s=%.*s", (int)k.mv_size,
                  (const char *)k.mv_data, (int)v.mv_size, (const char *)v.mv_data);
-        if (is_threshold_removal(&k, &v)) {
+        int (*remove)(struct hc_config *, const char *) = per_maker_removal(&k, &v);
+        if (remove) {
             a[k.mv_size] = '\0';           /* "thresholds.MAKER" */
-            if (hc_config_remove_threshold(c, a + strlen(THRESHOLDS)) == 0)
+            if (remove(c, strchr(a, '.') + 1) == 0)
                 applied++;
         } else if (marker && n_removed < sizeof(removed) / sizeof(removed[0]))
             snprintf(removed[n_removed++], sizeof(removed[0]), "%s", name);
@@ -221,19 +233,21 @@ int hc_settings_remove_channel(struct hc_settings *s, const char *name)
     return write_txn(s, put_removal, name);
 }
 
-static int put_threshold_removal(struct hc_settings *s, MDB_txn *txn, const void *ctx)
+static int put_maker_removal(struct hc_settings *s, MDB_txn *txn, const void *ctx)
 {
-    char key[KEY_MAX];
-    snprintf(key, sizeof(key), THRESHOLDS "%s", (const char *)ctx);
-    MDB_val k = { strlen(key), key }, v = { strlen(REMOVED), (void *)REMOVED };
+    const char *key = ctx;
+    MDB_val k = { strlen(key), (void *)key }, v = { strlen(REMOVED), (void *)REMOVED };
     return mdb_put(txn, s->db, &k, &v, 0);
 }
 
-int hc_settings_remove_threshold(struct hc_settings *s, const char *maker)
+int hc_settings_remove_maker(struct hc_settings *s, const char *section, const char *maker)
 {
-    if (strlen(maker) + strlen(THRESHOLDS) >= KEY_MAX)
+    char key[KEY_MAX];
+    if (strcmp(section, "thresholds") != 0 && strcmp(section, "rules") != 0)
         return -EINVAL;
-    return write_txn(s, put_threshold_removal, maker);
+    if ((size_t)snprintf(key, sizeof(key), "%s.%s", section, maker) >= sizeof(key))
+        return -EINVAL;
+    return write_txn(s, put_maker_removal, key);
 }
 
 int hc_settings_get(struct hc_settings *s, const char *key, char *buf, size_t cap)

@@ -27,8 +27,8 @@ static void put(struct hc_window *w, unsigned slot, const double p[3])
     w->v[2 * w->cap + slot] = p[2];
 }
 
-void hc_window_push(struct hc_window *w, const struct hc_kernel *k,
-                    const double p[3], double limit)
+unsigned hc_window_push(struct hc_window *w, const struct hc_kernel *k,
+                        const double p[3], double limit)
 {
     if (w->len == w->cap) {
         /* Full: the oldest leaves, p takes its slot.  Neither row counts
@@ -42,13 +42,15 @@ void hc_window_push(struct hc_window *w, const struct hc_kernel *k,
         w->pairs = w->pairs - n_old + n_new;
         w->head = (uint8_t)(slot + 1 == w->cap ? 0 : slot + 1);
         put(w, slot, p);
-    } else {
-        /* Until the ring first fills, head stays 0 and slots fill in order;
-         * p is compared with the len occupied slots before joining them. */
-        w->pairs += k->exceed_count(hc_window_x(w), hc_window_y(w), hc_window_z(w),
-                                    w->len, p, limit, 0);
-        put(w, w->len++, p);
+        return n_new;
     }
+    /* Until the ring first fills, head stays 0 and slots fill in order;
+     * p is compared with the len occupied slots before joining them. */
+    unsigned n_new = k->exceed_count(hc_window_x(w), hc_window_y(w), hc_window_z(w),
+                                     w->len, p, limit, 0);
+    w->pairs += n_new;
+    put(w, w->len++, p);
+    return n_new;
 }
 
 uint32_t hc_window_recount(struct hc_window *w, const struct hc_kernel *k,
@@ -64,6 +66,23 @@ uint32_t hc_window_recount(struct hc_window *w, const struct hc_kernel *k,
     }
     w->pairs = pairs;
     return pairs;
+}
+
+void hc_window_rows(const struct hc_window *w, const struct hc_kernel *k,
+                    double limit, uint64_t rows[])
+{
+    unsigned n = w->len, h = w->head;
+    for (unsigned t = 0; t < n; t++) {
+        double p[3];
+        hc_window_get(w, hc_window_slot(w, t), p);
+        uint64_t m = k->exceed(hc_window_x(w), hc_window_y(w), hc_window_z(w), n, p, limit);
+        /* Slot s holds the (s - head) mod cap-th oldest position: rotate
+         * the slot-order mask right by head.  head is 0 until the ring is
+         * full, and then n == cap. */
+        if (h)
+            m = (m >> h | m << (n - h)) & (n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1);
+        rows[t] = m;
+    }
 }
 
 double hc_window_max_chord2(const struct hc_window *w, const struct hc_kernel *k)

@@ -199,15 +199,15 @@ int hc_worker_open(struct hc_worker *w, unsigned id, const struct hc_config *cfg
     ck_ring_init(&w->ctl, sizeof(w->ctl_buf) / sizeof(w->ctl_buf[0]));
     snprintf(who, sizeof(who), "worker %u", id);
 
-    dc.window = cfg->window;
-    dc.n1 = cfg->n1;
-    dc.n2 = cfg->n2;
-    dc.default_threshold_m = cfg->default_threshold_m;
+    hc_config_detect(cfg, &dc);
     rc = hc_detector_init(&w->det, &dc);
     for (unsigned i = 0; rc >= 0 && i < cfg->n_thresholds; i++)
         rc = hc_detector_set_threshold(&w->det, cfg->thresholds[i].maker,
                                        strlen(cfg->thresholds[i].maker),
                                        cfg->thresholds[i].meters);
+    for (unsigned i = 0; rc >= 0 && i < cfg->n_rules; i++)
+        rc = hc_detector_set_rule(&w->det, cfg->rules[i].maker, strlen(cfg->rules[i].maker),
+                                  (enum hc_rule)cfg->rules[i].rule);
     if (rc >= 0)
         rc = hc_vtable_init(&w->vt, hc_vehicle_size(&w->det), 1024);
     if (rc >= 0)
@@ -795,6 +795,16 @@ static void serve_control(struct hc_worker *w)
         case HC_WREQ_THRESHOLD_UNSET:
             /* -ENOENT: this worker never met the maker; nothing to undo */
             if (hc_detector_unset_threshold(&w->det, r->key, strlen(r->key)) == -ENOENT)
+                r->rc = 0;
+            break;
+        case HC_WREQ_RULE_SET:
+            r->rc = hc_detector_set_rule(&w->det, r->key, strlen(r->key),
+                                         (enum hc_rule)r->rule);
+            if (r->rc > 0)
+                r->rc = 0;
+            break;
+        case HC_WREQ_RULE_UNSET:
+            if (hc_detector_unset_rule(&w->det, r->key, strlen(r->key)) == -ENOENT)
                 r->rc = 0;
             break;
         case HC_WREQ_VEHICLE_SHOW:

@@ -4,7 +4,8 @@
  * ignition-on fixes, rows out of order) written as CSV in two column orders
  * and as a native msgpack stream; the tool run as a program and its figures
  * checked against a brute force over every pair of every session with the
- * haversine reference.  Then bad rows, damaged streams, usage errors, and
+ * haversine reference.  A second history with multipath strays checks the
+ * trimmed figures.  Then bad rows, damaged streams, usage errors, and
  * --apply against a real hubcapd.
  *
  * The tool is $HUBCAP_CALIBRATE, the daemon $HUBCAPD.
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "hubcap/calib.h"
 #include "hubcap/geo.h"
 #include "hubcap/rng.h"
 #include "hubcap/sim.h"
@@ -48,6 +50,7 @@ struct row {
     int64_t ts;
     double lat, lon;
     int acc;
+    int stray;              /* a multipath fix (generate_strays) */
 };
 
 struct data {
@@ -59,6 +62,7 @@ struct data {
 struct expect {
     uint64_t vehicles, sessions, fixes, pairs;
     double max, *dist;      /* every pair's distance, sorted */
+    size_t cap;
 };
 
 static char dir[64];
@@ -111,6 +115,20 @@ static void add(struct data *g, const char *vid, const char *maker, int64_t ts, 
     r->lat = lat;
     r->lon = lon;
     r->acc = acc;
+    r->stray = 0;
+}
+
+/* The order the files hold the rows in: shuffled across the whole fleet. */
+static void shuffle(struct data *g, struct hc_rng *r)
+{
+    g->shuffled = malloc(g->n * sizeof(size_t));
+    for (size_t i = 0; i < g->n; i++)
+        g->shuffled[i] = i;
+    for (size_t i = g->n - 1; i > 0; i--) {
+        size_t j = hc_rng_below(r, i + 1), t = g->shuffled[i];
+        g->shuffled[i] = g->shuffled[j];
+        g->shuffled[j] = t;
+    }
 }
 
 /* Every vehicle: 1 to 4 parking sessions around spots 1 km or more apart,
@@ -153,14 +171,48 @@ static void generate(struct data *g, uint64_t seed)
                 }
             }
         }
-    g->shuffled = malloc(g->n * sizeof(size_t));
-    for (size_t i = 0; i < g->n; i++)
-        g->shuffled[i] = i;
-    for (size_t i = g->n - 1; i > 0; i--) {
-        size_t j = hc_rng_below(&r, i + 1), t = g->shuffled[i];
-        g->shuffled[i] = g->shuffled[j];
-        g->shuffled[j] = t;
+    shuffle(g, &r);
+}
+
+/* A history with multipath.  Maker "mpth": 120 vehicles, 1 to 3 sessions
+ * of 10 to 30 parked fixes each, jitter drawn as generate() draws it with
+ * sigma 4 m, and in a third of the sessions a stray event: one fix, or 2
+ * or 3 in a row, 30 to 400 m from the spot (log-uniform, so that many lie
+ * close to 30 m).  Maker "duo": 20 vehicles whose sessions are exactly 2
+ * clean fixes, which trimming never judges. */
+#define STRAY_SIGMA_M 4.0
+
+static void generate_strays(struct data *g, uint64_t seed)
+{
+    struct hc_rng r;
+    hc_rng_seed(&r, seed);
+    memset(g, 0, sizeof(*g));
+    for (unsigned v = 0; v < 140; v++) {
+        const char *maker = v < 120 ? "mpth" : "duo";
+        char vid[16];
+        snprintf(vid, sizeof(vid), "S%04u", v);
+        int64_t ts = T0 + (int64_t)v * 7919;
+        double clat = hc_rng_range(&r, -60, 70), clon = hc_rng_range(&r, -180, 180);
+        unsigned sessions = 1 + (unsigned)hc_rng_below(&r, 3);
+        for (unsigned s = 0; s < sessions; s++) {
+            unsigned n = v < 120 ? 10 + (unsigned)hc_rng_below(&r, 21) : 2;
+            unsigned burst = v < 120 && hc_rng_below(&r, 3) == 0
+                                 ? 1 + (unsigned)hc_rng_below(&r, 3) : 0;
+            unsigned at = (unsigned)hc_rng_below(&r, n - burst + 1);
+            for (unsigned k = 0; k < n; k++) {
+                int stray = k >= at && k < at + burst;
+                double off = stray ? 30 * pow(400.0 / 30, hc_rng_unit(&r))
+                                   : fabs(hc_rng_normal(&r)) * STRAY_SIGMA_M;
+                double la, lo;
+                hc_sim_offset(clat, clon, off, hc_rng_range(&r, 0, 6.283185307179586), &la, &lo);
+                add(g, vid, maker, ts += 60000, la, lo, 0);
+                g->rows[g->n - 1].stray = stray;
+            }
+            hc_sim_offset(clat, clon, 1000, 1.0, &clat, &clon);
+            add(g, vid, maker, ts += 60000, clat, clon, 1);
+        }
     }
+    shuffle(g, &r);
 }
 
 static void data_free(struct data *g)
@@ -175,47 +227,118 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The brute force: rows are per vehicle in time order; a session ends at
- * an ignition-on fix; every pair of every session of >= 2 fixes. */
-static void brute_force(const struct data *g, const char *maker, struct expect *e)
+/* Calls fn for every parking session of 2 fixes or more of maker's
+ * vehicles (rows are per vehicle in time order; an ignition-on fix ends a
+ * session).  Returns how many vehicles had one. */
+static uint64_t sessions_of(const struct data *g, const char *maker,
+                            void (*fn)(const struct row *s, size_t m, void *ctx), void *ctx)
 {
-    memset(e, 0, sizeof(*e));
-    size_t cap = 1024, n = 0;
-    e->dist = malloc(cap * sizeof(double));
+    uint64_t vehicles = 0;
     for (size_t i = 0; i < g->n;) {
         size_t end = i;
         while (end < g->n && !strcmp(g->rows[end].vid, g->rows[i].vid))
             end++;
-        if (strcmp(g->rows[i].maker, maker)) {
-            i = end;
-            continue;
-        }
         int contributed = 0;
-        size_t start = i;
-        for (size_t k = i; k <= end; k++) {
+        for (size_t k = i, start = i; k <= end && !strcmp(g->rows[i].maker, maker); k++) {
             if (k < end && !g->rows[k].acc)
                 continue;
-            size_t m = k - start;
-            if (m >= 2) {
+            if (k - start >= 2) {
+                fn(&g->rows[start], k - start, ctx);
                 contributed = 1;
-                e->sessions++;
-                e->fixes += m;
-                for (size_t a = start; a < k; a++)
-                    for (size_t b = a + 1; b < k; b++) {
-                        if (n == cap)
-                            e->dist = realloc(e->dist, (cap *= 2) * sizeof(double));
-                        const struct row *x = &g->rows[a], *y = &g->rows[b];
-                        e->dist[n++] = hc_geo_haversine_m(x->lat, x->lon, y->lat, y->lon);
-                    }
             }
             start = k + 1;
         }
-        e->vehicles += (uint64_t)contributed;
+        vehicles += (uint64_t)contributed;
         i = end;
     }
-    e->pairs = n;
-    qsort(e->dist, n, sizeof(double), cmp_double);
-    e->max = n ? e->dist[n - 1] : 0;
+    return vehicles;
+}
+
+static void push(struct expect *e, double meters)
+{
+    if (e->pairs == e->cap) {
+        e->cap = e->cap ? e->cap * 2 : 1024;
+        e->dist = realloc(e->dist, e->cap * sizeof(double));
+        cr_assert_not_null(e->dist);
+    }
+    e->dist[e->pairs++] = meters;
+}
+
+static void sort_pairs(struct expect *e)
+{
+    if (e->pairs == 0)          /* no pair, and dist may be NULL */
+        return;
+    qsort(e->dist, e->pairs, sizeof(double), cmp_double);
+    e->max = e->dist[e->pairs - 1];
+}
+
+static void all_pairs(const struct row *s, size_t m, void *ctx)
+{
+    struct expect *e = ctx;
+    e->sessions++;
+    e->fixes += m;
+    for (size_t a = 0; a < m; a++)
+        for (size_t b = a + 1; b < m; b++)
+            push(e, hc_geo_haversine_m(s[a].lat, s[a].lon, s[b].lat, s[b].lon));
+}
+
+/* The brute force: every pair of every session of >= 2 fixes. */
+static void brute_force(const struct data *g, const char *maker, struct expect *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->vehicles = sessions_of(g, maker, all_pairs, e);
+    sort_pairs(e);
+}
+
+/* What trimming with k makes of one maker's sessions of 3 fixes or more:
+ * the keep flags from hc_calib_trim (test_calib checks them against brute
+ * force), every distance by haversine. */
+struct trim_expect {
+    double k;
+    uint64_t judged, cut;           /* fixes in sessions of >= 3, and those cut */
+    uint64_t strays, strays_kept, genuine_cut;
+    double clean_max;               /* largest pair of two non-stray fixes */
+    struct expect kept;             /* every pair of two kept fixes */
+};
+
+static void trimmed_pairs(const struct row *s, size_t m, void *ctx)
+{
+    enum { MAXN = 64 };
+    struct trim_expect *t = ctx;
+    double lat[MAXN], lon[MAXN];
+    uint8_t keep[MAXN];
+    if (m < 3)
+        return;
+    cr_assert_leq(m, MAXN);
+    for (size_t i = 0; i < m; i++) {
+        lat[i] = s[i].lat;
+        lon[i] = s[i].lon;
+    }
+    long kept = hc_calib_trim(lat, lon, m, t->k, keep);
+    cr_assert_geq(kept, 2);
+    t->judged += m;
+    t->cut += m - (size_t)kept;
+    for (size_t a = 0; a < m; a++) {
+        t->strays += (uint64_t)s[a].stray;
+        t->strays_kept += (uint64_t)(s[a].stray && keep[a]);
+        t->genuine_cut += (uint64_t)(!s[a].stray && !keep[a]);
+        for (size_t b = a + 1; b < m; b++) {
+            double m_ab = hc_geo_haversine_m(s[a].lat, s[a].lon, s[b].lat, s[b].lon);
+            if (keep[a] && keep[b])
+                push(&t->kept, m_ab);
+            if (!s[a].stray && !s[b].stray && m_ab > t->clean_max)
+                t->clean_max = m_ab;
+        }
+    }
+}
+
+static void trim_brute_force(const struct data *g, const char *maker, double k,
+                             struct trim_expect *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->k = k;
+    sessions_of(g, maker, trimmed_pairs, t);
+    sort_pairs(&t->kept);
 }
 
 /* The exact quantile hc_drift_quantile_m approximates: the pair at rank
@@ -625,6 +748,134 @@ Test(calibrate, human_table_explains_a_small_sample)
     data_free(&g);
 }
 
+/* ---- trimming ------------------------------------------------------------------ */
+
+/* The trimmed figures of one maker against trim_brute_force. */
+static void check_trimmed(json_t *mk, const struct trim_expect *t)
+{
+    cr_assert_eq(num(mk, "trim_fixes"), t->judged);
+    cr_assert_eq(num(mk, "trimmed_fixes"), t->cut);
+    cr_assert_float_eq(real(mk, "trimmed_pct"), t->judged ? 100.0 * (double)t->cut /
+                       (double)t->judged : 0.0, 1e-9);
+    cr_assert_eq(num(mk, "trimmed_pairs"), t->kept.pairs);
+    /* Exactly the largest pair of the fixes kept, to chord rounding. */
+    cr_assert_float_eq(real(mk, "trimmed_max_m"), t->kept.max, 1e-6, "trimmed max %.9f, kept"
+                       " fixes' max %.9f", real(mk, "trimmed_max_m"), t->kept.max);
+    static const char *const qkey[] = { "trimmed_p99_m", "trimmed_p999_m" };
+    static const double q[] = { 0.99, 0.999 };
+    for (int k = 0; k < 2; k++) {
+        double exact = exact_quantile(&t->kept, q[k]), got = real(mk, qkey[k]);
+        cr_assert(got >= exact - 1e-6 && got <= exact * 1.003 + 1e-6, "%s: %.6f, exact %.6f",
+                  qkey[k], got, exact);
+    }
+}
+
+Test(calibrate, trimmed_pick_measures_the_jitter_and_not_the_strays)
+{
+    struct data g;
+    generate_strays(&g, 21);
+    write_msgpack(&g, path_in("strays.msgpack"));
+    struct outcome o = RUN(NULL, "--json", "--pick", "trimmed", path_in("strays.msgpack"));
+    struct outcome m = RUN(NULL, "--json", path_in("strays.msgpack"));
+    cr_assert_eq(o.status, 0, "stderr: %s", o.err);
+    cr_assert_str_eq(json_string_value(json_object_get(o.json, "pick")), "trimmed");
+    cr_assert_float_eq(real(o.json, "trim"), 6, 1e-12);
+    struct trim_expect t;
+    trim_brute_force(&g, "mpth", 6, &t);
+    json_t *a = maker_entry(o.json, "mpth"), *am = maker_entry(m.json, "mpth");
+    check_trimmed(a, &t);
+
+    /* Every stray is cut: with this jitter the median distance from the
+     * centre is near 2.7 m, so the cut sits near 16 m and a stray 30 m out
+     * is almost twice beyond it.  Hardly a genuine fix is cut. */
+    cr_assert_gt(t.strays, 100, "the history has strays to cut: %llu",
+                 (unsigned long long)t.strays);
+    cr_assert_eq(t.strays_kept, 0, "%llu of %llu strays kept", (unsigned long long)t.strays_kept,
+                 (unsigned long long)t.strays);
+    cr_assert_leq(t.genuine_cut * 100, t.judged, "%llu genuine fixes of %llu cut",
+                  (unsigned long long)t.genuine_cut, (unsigned long long)t.judged);
+    cr_assert_eq(t.cut, t.strays + t.genuine_cut);
+
+    /* So the threshold lies within the jitter's range: at most the largest
+     * pair of clean fixes, and that very pair unless a genuine fix of it
+     * was cut. */
+    double trimmed = real(a, "trimmed_max_m");
+    cr_assert_float_eq(real(a, "threshold_m"), ceil(trimmed * 100) / 100, 1e-9);
+    cr_assert_leq(trimmed, t.clean_max + 1e-6);
+    if (t.genuine_cut == 0)
+        cr_assert_float_eq(trimmed, t.clean_max, 1e-6);
+    cr_assert_lt(trimmed, 10 * STRAY_SIGMA_M);
+
+    /* The seed method, still the default and unchanged, is inflated by
+     * the strays; so is p99, since a stray pairs with its whole session. */
+    struct expect e;
+    brute_force(&g, "mpth", &e);
+    cr_assert_str_eq(json_string_value(json_object_get(m.json, "pick")), "max");
+    cr_assert_float_eq(real(am, "max_m"), e.max, 1e-6);
+    cr_assert_float_eq(real(am, "threshold_m"), ceil(real(am, "max_m") * 100) / 100, 1e-9);
+    cr_assert_gt(real(am, "max_m"), 5 * trimmed, "max %.2f m, trimmed %.2f m",
+                 real(am, "max_m"), trimmed);
+    cr_assert_gt(real(am, "p99_m"), t.clean_max);
+    /* The pick changes the threshold only: every figure is the same. */
+    json_object_del(a, "threshold_m");
+    json_object_del(am, "threshold_m");
+    cr_assert(json_equal(a, am), "figures depend on --pick");
+
+    /* Sessions of 2 fixes are never judged: no trimmed figure for duo. */
+    json_t *d2 = maker_entry(o.json, "duo");
+    cr_assert_gt(num(d2, "pairs"), 0);
+    cr_assert_eq(num(d2, "trim_fixes"), 0);
+    cr_assert_eq(num(d2, "trimmed_pairs"), 0);
+    cr_assert_eq(real(d2, "trimmed_max_m"), 0.0);
+    cr_assert_eq(real(d2, "threshold_m"), 0.0);
+    free(e.dist);
+    free(t.kept.dist);
+    outcome_free(&o);
+    outcome_free(&m);
+    data_free(&g);
+}
+
+Test(calibrate, trim_sets_how_far_out_a_fix_is_cut)
+{
+    struct data g;
+    generate_strays(&g, 22);
+    write_csv(&g, 0, g.n, path_in("strays.csv"), 1);
+    struct outcome o = RUN(NULL, "--json", "--trim", "2.5", path_in("strays.csv"));
+    cr_assert_eq(o.status, 0, "stderr: %s", o.err);
+    cr_assert_float_eq(real(o.json, "trim"), 2.5, 1e-12);
+    struct trim_expect t, t6;
+    trim_brute_force(&g, "mpth", 2.5, &t);
+    trim_brute_force(&g, "mpth", 6, &t6);
+    check_trimmed(maker_entry(o.json, "mpth"), &t);
+    cr_assert_gt(t.cut, t6.cut, "a tighter cut takes more fixes");
+    free(t.kept.dist);
+    free(t6.kept.dist);
+    outcome_free(&o);
+    data_free(&g);
+}
+
+Test(calibrate, human_table_shows_the_trimmed_figures)
+{
+    struct data g;
+    generate_strays(&g, 21);
+    write_msgpack(&g, path_in("strays.msgpack"));
+    struct trim_expect t;
+    trim_brute_force(&g, "mpth", 6, &t);
+    struct outcome o = RUN(NULL, "--pick", "trimmed", path_in("strays.msgpack"));
+    cr_assert_eq(o.status, 0, "stderr: %s", o.err);
+    cr_assert(strstr(o.out, "trim max") && strstr(o.out, "cut %"), "%s", o.out);
+    cr_assert(strstr(o.out, "threshold = trimmed max of the maker's pairwise drift"), "%s", o.out);
+    char cell[64];
+    snprintf(cell, sizeof(cell), " %8llu %5.1f%%\n", (unsigned long long)t.cut,
+             100.0 * (double)t.cut / (double)t.judged);
+    cr_assert(strstr(o.out, cell), "no '%s' in:\n%s", cell, o.out);
+    cr_assert(strstr(o.out, "maker duo: no session with 3 parked fixes, so no threshold"), "%s",
+              o.out);
+    free(t.kept.dist);
+    outcome_free(&o);
+    data_free(&g);
+}
+
 /* ---- bad input ----------------------------------------------------------------- */
 
 static const char bad_csv[] =
@@ -799,7 +1050,8 @@ Test(calibrate, usage_errors_exit_2)
         RUN(NULL, "--nope", x), RUN(NULL, "--margin", "0", x), RUN(NULL, "--margin", "1", x),
         RUN(NULL, "--confidence", "80", x), RUN(NULL, "--pick", "p50", x),
         RUN(NULL, "--proportion", "1.5", x), RUN(NULL, "--kernel", "mmx", x),
-        RUN(NULL, "--json"), RUN(NULL, "--force", x),
+        RUN(NULL, "--json"), RUN(NULL, "--force", x), RUN(NULL, "--trim", "0.5", x),
+        RUN(NULL, "--trim", "six", x),
     };
     for (size_t i = 0; i < sizeof(o) / sizeof(o[0]); i++) {
         cr_assert_eq(o[i].status, 2, "case %zu: status %d, stderr %s", i, o[i].status, o[i].err);
@@ -841,6 +1093,34 @@ Test(calibrate, apply_sets_live_thresholds_in_the_running_daemon)
     json_t *s = daemon_control(&d, "{\"cmd\":\"threshold.get\",\"maker\":\"solo\"}\n");
     cr_assert_str_eq(json_string_value(json_object_get(s, "source")), "default");
     json_decref(s);
+    outcome_free(&o);
+    cr_assert_eq(daemon_stop(&d), 0);
+    data_free(&g);
+}
+
+Test(calibrate, apply_sends_the_trimmed_threshold)
+{
+    static const char *const sets[] = { "msgpack.port=0", NULL };
+    struct data g;
+    generate_strays(&g, 21);
+    write_msgpack(&g, path_in("strays.msgpack"));
+    daemon_start(&d, sets);
+    struct outcome o = RUN(NULL, "--json", "--apply", "--force", "--pick", "trimmed",
+                           "--data-dir", d.dir, path_in("strays.msgpack"));
+    cr_assert_eq(o.status, 0, "stderr: %s", o.err);
+    json_t *applied = json_object_get(o.json, "applied");
+    cr_assert_eq(json_array_size(applied), 1, "%s", o.out);
+    cr_assert_str_eq(json_string_value(json_array_get(applied, 0)), "mpth");
+    json_t *not = json_array_get(json_object_get(o.json, "not_applied"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(not, "maker")), "duo");
+    cr_assert(strstr(json_string_value(json_object_get(not, "reason")), "3 parked fixes"));
+    double want = real(maker_entry(o.json, "mpth"), "threshold_m");
+    cr_assert_lt(want, real(maker_entry(o.json, "mpth"), "max_m"));
+    json_t *a = daemon_control(&d, "{\"cmd\":\"threshold.get\",\"maker\":\"mpth\"}\n");
+    cr_assert(json_is_true(json_object_get(a, "ok")), "threshold.get refused");
+    cr_assert(fabs(real(a, "meters") - want) <= 1e-9 * want, "daemon %.9f, tool %.9f",
+              real(a, "meters"), want);
+    json_decref(a);
     outcome_free(&o);
     cr_assert_eq(daemon_stop(&d), 0);
     data_free(&g);

@@ -281,8 +281,9 @@ static void tow(const char *vid)
 
 Test(ctl, threshold_set_decides_the_next_report_and_outlives_a_restart)
 {
+    /* Scattered fixes that only the seed rule calls a move at 10 m. */
     static const char *const sets[] = { "detect.default_threshold_m=100", "thresholds.zeta=50",
-                                        NULL };
+                                        "detect.rule=seed", NULL };
     daemon_start(&d, sets);
     EXPECT(0, "threshold", "list");
     cr_assert(HAS_LINE(r.out, "MAKER", "METERS", "SOURCE"), "%s", r.out);
@@ -462,6 +463,42 @@ Test(ctl, bad_values_are_refused_and_change_nothing)
     json_decref(j);
     EXPECT(0, "threshold", "get", "acme");
     cr_assert(HAS_LINE(r.out, "acme", "35", "config"), "nothing changed: %s", r.out);
+}
+
+Test(ctl, rule_set_switches_a_maker_live_and_outlives_a_restart)
+{
+    static const char *const sets[] = { "thresholds.acme=10", "rules.zeta=seed", NULL };
+    daemon_start(&d, sets);
+    EXPECT(0, "rule", "list");
+    cr_assert(HAS_LINE(r.out, "MAKER", "RULE", "SOURCE"), "%s", r.out);
+    cr_assert(HAS_LINE(r.out, "zeta", "seed", "config"), "%s", r.out);
+    cr_assert(HAS_LINE(r.out, "(default)", "robust", "default"), "%s", r.out);
+    EXPECT(0, "rule", "get", "acme");
+    cr_assert(HAS_LINE(r.out, "acme", "robust", "default"), "%s", r.out);
+
+    /* Fixes scattered over 30 m with a 10 m threshold: no time split, so
+     * the robust rule sees no move; the seed rule counts the pairs. */
+    fixes("PARK-R", "acme", 0, 16, LAT, LON, 15);
+    cr_assert_eq(alarms_of("PARK-R", NULL, 0), 0);
+    REFUSED("rule", "set", "acme", "fuzzy");
+    cr_assert(strstr(r.err, "seed or robust"), "says what is allowed: %s", r.err);
+    EXPECT(0, "rule", "set", "acme", "seed");
+    cr_assert(HAS_LINE(r.out, "acme", "seed", "live"), "%s", r.out);
+    fixes("PARK-R", "acme", 16, 1, LAT, LON, 15);
+    wait_alarms_of("PARK-R", 1);
+
+    cr_assert_eq(daemon_stop(&d), 0);
+    daemon_start(&d, sets);
+    EXPECT(0, "rule", "get", "acme");
+    cr_assert(HAS_LINE(r.out, "acme", "seed", "live"), "kept across the restart: %s", r.out);
+    EXPECT(0, "rule", "unset", "zeta");
+    cr_assert(HAS_LINE(r.out, "zeta", "robust", "default"), "%s", r.out);
+    cr_assert_eq(daemon_stop(&d), 0);
+    daemon_start(&d, sets);
+    EXPECT(0, "rule", "get", "zeta");
+    cr_assert(HAS_LINE(r.out, "zeta", "robust", "default"),
+              "the unset outlives a restart though the configuration names zeta: %s", r.out);
+    REFUSED("rule", "unset", "zeta");
 }
 
 Test(ctl, usage_errors_exit_2_before_contacting_and_unreachable_exits_3)

@@ -27,6 +27,7 @@ static void setup(void)
 {
     struct hc_detect_config c;
     hc_detect_config_default(&c);
+    c.rule = HC_RULE_SEED;      /* these tests pin the seed rule */
     cr_assert_eq(hc_detector_init(&det, &c), 0);
     cr_assert_geq(hc_detector_set_threshold(&det, "acme", 4, 35.0), 0);
     veh = malloc(hc_vehicle_size(&det));
@@ -319,4 +320,248 @@ Test(detect, maker_table_is_bounded)
     cr_assert_eq(report_full("overflow", LAT, LON, 0), 0);
     cr_assert_eq(det.makers_overflow, 1);
     cr_assert_str_eq(hc_detector_maker_at(&det, veh->maker)->name, "acme");
+}
+
+/* ---- the robust rule ---------------------------------------------------
+ * The same vehicle helpers, acme at 35 m, the robust rule by default.
+ * Each test that contrasts the rules replays its session on a second
+ * vehicle with acme switched to the seed rule. */
+
+static void setup_robust(void)
+{
+    setup();
+    cr_assert_eq(hc_detector_set_rule(&det, NULL, 0, HC_RULE_ROBUST), 0);
+}
+
+TestSuite(robust, .init = setup_robust, .fini = teardown);
+
+/* A position `meters` from the parking spot at bearing b. */
+static void spot(double meters, double b, double *lat, double *lon)
+{
+    hc_sim_offset(LAT, LON, meters, b, lat, lon);
+}
+
+/* Start the vehicle afresh (a new parking session, no alarms counted) and
+ * switch acme to rule. */
+static void restart_with(enum hc_rule rule)
+{
+    hc_vehicle_init(&det, veh);
+    alarms = 0;
+    cr_assert_geq(hc_detector_set_rule(&det, "acme", 4, rule), 0);
+}
+
+/* Scattered strays: a burst of three in a row, 300, 250 and 400 m out in
+ * directions far apart, so no two are within 35 m of each other. */
+static void stray_burst(int n)
+{
+    static const double dist[] = { 300, 250, 400 }, bearing[] = { 0.0, 2.0, 4.0 };
+    for (int i = 0; i < n; i++) {
+        double la, lo;
+        spot(dist[i], bearing[i], &la, &lo);
+        report_full("acme", la, lo, 0);
+    }
+}
+
+Test(robust, defaults)
+{
+    struct hc_detect_config c;
+    hc_detect_config_default(&c);
+    cr_assert_eq(c.rule, HC_RULE_ROBUST);
+    cr_assert_eq(c.robust_after, 2);
+    cr_assert_eq(c.robust_before, 3);
+    cr_assert_float_eq(c.robust_share, 0.8, 1e-12);
+    cr_assert_str_eq(hc_rule_name(HC_RULE_SEED), "seed");
+    cr_assert_str_eq(hc_rule_name(HC_RULE_ROBUST), "robust");
+    enum hc_rule r;
+    cr_assert_eq(hc_rule_parse("seed", 4, &r), 0);
+    cr_assert_eq(r, HC_RULE_SEED);
+    cr_assert_eq(hc_rule_parse("robust", 6, &r), 0);
+    cr_assert_eq(r, HC_RULE_ROBUST);
+    cr_assert_eq(hc_rule_parse("robus", 5, &r), HC_ECONFIG);
+    cr_assert_eq(hc_rule_parse("Seed", 4, &r), HC_ECONFIG);
+}
+
+Test(robust, a_tow_alarms_on_the_second_fix_at_the_new_spot)
+{
+    double la, lo;
+    park(16);
+    spot(300, 1.0, &la, &lo);
+    cr_assert_eq(fix_at(la, lo, 0), 0);
+    cr_assert_eq(fix_at(la, lo, 1), HC_DETECT_ALARM);
+    cr_assert_str_eq(last.maker, "acme");
+    cr_assert_float_eq(last.threshold_m, 35.0, 1e-9);
+    cr_assert_lt(hc_geo_haversine_m(last.latest_lat, last.latest_lon, la, lo), 5);
+    cr_assert_lt(hc_geo_haversine_m(last.parked_lat, last.parked_lon, LAT, LON), 5);
+}
+
+Test(robust, bursts_of_two_or_three_strays_never_alarm)
+{
+    for (int burst = 2; burst <= 3; burst++) {
+        restart_with(HC_RULE_ROBUST);
+        park(16);
+        stray_burst(burst);
+        park(20);
+        cr_assert_eq(alarms, 0, "robust, a burst of %d", burst);
+
+        /* The seed rule counts 2 x 14 pairs > 15: a false alarm. */
+        restart_with(HC_RULE_SEED);
+        park(16);
+        stray_burst(burst);
+        cr_assert_eq(alarms, 1, "seed, a burst of %d", burst);
+    }
+}
+
+/* Slow drift: 5 m a fix in one direction, so a window of 16 spans 75 m,
+ * twice the threshold, but never jumps. */
+static void drift(int n)
+{
+    for (int i = 0; i < n; i++) {
+        double la, lo;
+        spot(5.0 * i, 0.5, &la, &lo);
+        report_full("acme", la, lo, 0);
+    }
+}
+
+Test(robust, slow_drift_never_alarms)
+{
+    drift(60);
+    cr_assert_eq(alarms, 0);
+    restart_with(HC_RULE_SEED);
+    drift(60);
+    cr_assert_eq(alarms, 1, "the seed rule counts the far ends of the drift");
+}
+
+Test(robust, a_short_tow_soon_after_parking_alarms_at_once)
+{
+    /* Three fixes parked, then 80 m (a car moved round the corner). */
+    double la, lo;
+    park(3);
+    spot(80, 2.5, &la, &lo);
+    cr_assert_eq(fix_at(la, lo, 0), 0);
+    cr_assert_eq(fix_at(la, lo, 1), HC_DETECT_ALARM);
+
+    /* The seed rule waits for N1 = 10 positions and 3 x 6 > 15 pairs. */
+    restart_with(HC_RULE_SEED);
+    park(3);
+    int delay = 0;
+    while (alarms == 0 && delay < 20)
+        fix_at(la, lo, delay++);
+    cr_assert_eq(delay, 7);
+}
+
+Test(robust, a_tow_across_a_reporting_gap_alarms_on_the_second_fix_after)
+{
+    double la, lo;
+    park(12);
+    now += 3 * 3600 * 1000LL;           /* three hours without a report */
+    spot(1500, 4.0, &la, &lo);
+    cr_assert_eq(fix_at(la, lo, 0), 0);
+    cr_assert_eq(fix_at(la, lo, 1), HC_DETECT_ALARM);
+}
+
+Test(robust, a_stray_among_the_fixes_after_a_tow_is_left_out)
+{
+    double la, lo;
+    park(16);
+    spot(500, 1.0, &la, &lo);
+    cr_assert_eq(fix_at(la, lo, 0), 0);
+    stray_burst(1);
+    cr_assert_eq(alarms, 0);
+    cr_assert_eq(fix_at(la, lo, 1), HC_DETECT_ALARM);
+}
+
+Test(robust, too_few_positions_before_the_move_never_alarm)
+{
+    double la, lo;
+    park(2);                            /* robust_before is 3 */
+    spot(300, 1.0, &la, &lo);
+    for (int i = 0; i < 14; i++)
+        cr_assert_eq(fix_at(la, lo, i), 0);
+}
+
+Test(robust, one_alarm_per_session_and_ignition_resets)
+{
+    double la, lo, la2, lo2;
+    park(16);
+    spot(300, 1.0, &la, &lo);
+    fix_at(la, lo, 0);
+    cr_assert_eq(fix_at(la, lo, 1), HC_DETECT_ALARM);
+    hc_sim_offset(la, lo, 600, 3.0, &la2, &lo2);
+    for (int i = 0; i < 16; i++)
+        cr_assert_eq(fix_at(la2, lo2, i), 0, "a second move in the session is not raised");
+    cr_assert_eq(report_full("acme", la2, lo2, 1), 0);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(fix_at(la2, lo2, i), 0);
+    cr_assert_eq(fix_at(la, lo, 0), 0);
+    cr_assert_eq(fix_at(la, lo, 1), HC_DETECT_ALARM, "a new session, a new alarm");
+}
+
+Test(robust, rule_changes_apply_per_maker_without_a_recount)
+{
+    /* The default rule reaches makers without their own; a maker's own
+     * rule stays until unset. */
+    cr_assert_geq(hc_detector_set_rule(&det, "globex", 6, HC_RULE_SEED), 0);
+    int acme = hc_detector_maker(&det, "acme", 4), globex = hc_detector_maker(&det, "globex", 6);
+    cr_assert_eq(hc_detector_maker_at(&det, (unsigned)acme)->rule, HC_RULE_ROBUST);
+    cr_assert_eq(hc_detector_set_rule(&det, NULL, 0, HC_RULE_SEED), 0);
+    cr_assert_eq(hc_detector_maker_at(&det, (unsigned)acme)->rule, HC_RULE_SEED);
+    cr_assert_eq(hc_detector_set_rule(&det, NULL, 0, HC_RULE_ROBUST), 0);
+    cr_assert_eq(hc_detector_maker_at(&det, (unsigned)globex)->rule, HC_RULE_SEED);
+    cr_assert_eq(hc_detector_unset_rule(&det, "globex", 6), 0);
+    cr_assert_eq(hc_detector_maker_at(&det, (unsigned)globex)->rule, HC_RULE_ROBUST);
+    cr_assert_eq(hc_detector_unset_rule(&det, "nosuch", 6), -ENOENT);
+    cr_assert_eq(hc_detector_set_rule(&det, "acme", 4, (enum hc_rule)7), HC_ECONFIG);
+
+    /* Mid-session: strays counted under robust, then seed decides the
+     * next report from the same pair count. */
+    uint32_t gen = det.gen;
+    park(16);
+    stray_burst(2);
+    cr_assert_eq(alarms, 0);
+    cr_assert_geq(hc_detector_set_rule(&det, "acme", 4, HC_RULE_SEED), 0);
+    cr_assert_eq(det.gen, gen, "a rule change needs no recount");
+    cr_assert_eq(fix_at(LAT, LON, 0), HC_DETECT_ALARM);
+}
+
+/* Rows of an exceed matrix from a list of exceeding pairs. */
+static void matrix(uint64_t *rows, unsigned n, const unsigned (*pairs)[2], size_t np)
+{
+    memset(rows, 0, n * sizeof(*rows));
+    for (size_t i = 0; i < np; i++) {
+        rows[pairs[i][0]] |= (uint64_t)1 << pairs[i][1];
+        rows[pairs[i][1]] |= (uint64_t)1 << pairs[i][0];
+    }
+}
+
+Test(robust, the_decision_on_hand_made_windows)
+{
+    struct hc_detect_config c;
+    hc_detect_config_default(&c);
+    uint64_t rows[8];
+    /* 0 1 2 before, 3 4 after: every cross pair exceeds. */
+    static const unsigned tow[][2] = { {0, 3}, {1, 3}, {2, 3}, {0, 4}, {1, 4}, {2, 4} };
+    matrix(rows, 5, tow, 6);
+    cr_assert(hc_robust_moved(rows, 5, &c));
+    /* The after positions apart from each other: not a place. */
+    static const unsigned apart[][2] = { {0, 3}, {1, 3}, {2, 3}, {0, 4}, {1, 4}, {2, 4},
+                                         {3, 4} };
+    matrix(rows, 5, apart, 7);
+    cr_assert_not(hc_robust_moved(rows, 5, &c));
+    /* Only one position after: no. */
+    static const unsigned one[][2] = { {0, 4}, {1, 4}, {2, 4}, {3, 4} };
+    matrix(rows, 5, one, 4);
+    cr_assert_not(hc_robust_moved(rows, 5, &c));
+    /* A stray (1) before the move is left out: 0 2 3 before, 4 5 after. */
+    static const unsigned stray[][2] = { {1, 0}, {1, 2}, {1, 3}, {1, 4}, {1, 5},
+                                         {0, 4}, {2, 4}, {3, 4}, {0, 5}, {2, 5}, {3, 5} };
+    matrix(rows, 6, stray, 11);
+    cr_assert(hc_robust_moved(rows, 6, &c));
+    /* The after positions close to one before position of five: 4 of 5
+     * is the share 0.8 needs. */
+    static const unsigned share[][2] = { {0, 5}, {1, 5}, {2, 5}, {3, 5}, {0, 6}, {1, 6},
+                                         {2, 6}, {3, 6} };
+    matrix(rows, 7, share, 8);
+    cr_assert(hc_robust_moved(rows, 7, &c));
+    c.robust_share = 0.9;
+    cr_assert_not(hc_robust_moved(rows, 7, &c));
 }

@@ -1,6 +1,7 @@
 /*
  * test_window.c — the incremental pair count always equals a brute-force
- * recount of the last W positions, for every kernel and several W.
+ * recount of the last W positions, for every kernel and several W; so do
+ * the exceed matrix (hc_window_rows) and the newest position's row.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -36,6 +37,25 @@ static unsigned brute(const double *lat, const double *lon, size_t end, size_t n
     return c;
 }
 
+/* hc_window_rows against haversine on the last n of (lat, lon), and the
+ * newest row's count against what hc_window_push returned. */
+static void check_rows(const struct hc_window *w, const struct hc_kernel *k, double limit,
+                       const double *lat, const double *lon, size_t end, double t,
+                       unsigned pushed_row)
+{
+    uint64_t rows[HC_WINDOW_MAX];
+    size_t n = w->len, from = end - n;
+    hc_window_rows(w, k, limit, rows);
+    for (size_t a = 0; a < n; a++)
+        for (size_t b = 0; b < n; b++) {
+            int want = a != b && hc_geo_haversine_m(lat[from + a], lon[from + a],
+                                                    lat[from + b], lon[from + b]) > t;
+            cr_assert_eq((int)(rows[a] >> b & 1), want, "%s W=%u row %zu bit %zu", k->name,
+                         w->cap, a, b);
+        }
+    cr_assert_eq((unsigned)__builtin_popcountll(rows[n - 1]), pushed_row);
+}
+
 #define STEPS 600
 
 Test(window, incremental_count_equals_brute_force_after_every_step)
@@ -66,7 +86,7 @@ Test(window, incremental_count_equals_brute_force_after_every_step)
                                   &lat[i], &lon[i]);
                     double p[3];
                     hc_geo_unit(lat[i], lon[i], p);
-                    hc_window_push(w, ks[k], p, limit);
+                    unsigned row = hc_window_push(w, ks[k], p, limit);
 
                     int tie = 0;
                     unsigned want = brute(lat, lon, i + 1, cap, t, &tie);
@@ -75,6 +95,7 @@ Test(window, incremental_count_equals_brute_force_after_every_step)
                         cr_assert_eq(w->pairs, want,
                                      "%s W=%u step %zu: incremental %u, brute force %u",
                                      ks[k]->name, cap, i, w->pairs, want);
+                        check_rows(w, ks[k], limit, lat, lon, i + 1, t, row);
                         checked++;
                     }
                     /* The oldest slot holds the position W-1 reports back. */

@@ -11,8 +11,10 @@
  * vehicle's fixes are put in time order, cut into parking sessions at
  * ignition-on fixes, and every session of two fixes or more goes through
  * hc_drift_add: pairs are only ever formed within one vehicle's session,
- * never across a maker.
- * Only one maker's histogram exists at a time, and a vehicle's fixes are
+ * never across a maker.  A session of three fixes or more also has its
+ * multipath outliers cut by hc_calib_trim, and the pairs of the fixes left
+ * go into a second accumulator: the trimmed figures.
+ * Only one maker's histograms exist at a time, and a vehicle's fixes are
  * freed as soon as they are counted.
  *
  * Single-threaded; all state lives in struct run.
@@ -44,15 +46,16 @@
 #define FIX_BYTES 25                /* ts, lat, lon (8 each) and acc (1) */
 #define MAX_FIELDS 64               /* CSV fields kept per line (more are counted) */
 #define CTL_TIMEOUT_MS 10000
+#define TRIM_DEFAULT 6.0            /* --trim: why 6, see usage() */
 
 enum format { FMT_AUTO, FMT_CSV, FMT_MSGPACK };
-enum pick { PICK_MAX, PICK_P99, PICK_P999 };
-static const char *const pick_name[] = { "max", "p99", "p99.9" };
+enum pick { PICK_MAX, PICK_P99, PICK_P999, PICK_TRIMMED };
+static const char *const pick_name[] = { "max", "p99", "p99.9", "trimmed" };
 static const char *const format_name[] = { "auto", "csv", "msgpack" };
 
 struct opts {
     int confidence;
-    double z, margin, proportion;
+    double z, margin, proportion, trim;
     enum pick pick;
     enum format format;
     int apply, force, json, quiet, strict, tty;
@@ -80,6 +83,9 @@ struct vehicle {
 struct result {
     uint64_t vehicles, sessions, fixes, pairs;
     double max_m, p99_m, p999_m, threshold_m;
+    /* Sessions of >= 3 fixes: their fixes, those cut, the pairs left. */
+    uint64_t trim_fixes, trimmed_fixes, trimmed_pairs;
+    double trimmed_max_m, trimmed_p99_m, trimmed_p999_m;
     long required;
     int ok;
 };
@@ -137,7 +143,15 @@ struct run {
     /* per-vehicle scratch while computing */
     struct order *ord;
     double *slat, *slon;
+    uint8_t *keep;
     size_t scratch_cap;
+};
+
+/* One maker's accumulators while computing. */
+struct drifts {
+    struct hc_drift all;        /* every pair of every session */
+    struct hc_drift kept;       /* pairs among the fixes trimming keeps */
+    uint64_t judged, cut;       /* fixes in sessions of >= 3, and those cut */
 };
 
 /* ---- options ------------------------------------------------------------- */
@@ -174,7 +188,12 @@ static void usage(FILE *f)
 "      --proportion P     expected proportion, 0 < P < 1 (default 0.5);\n"
 "                         n = round(z^2 P (1-P) / E^2) vehicles per maker\n"
 "      --pick WHICH       the figure that becomes the threshold: max (the seed\n"
-"                         method), p99 or p99.9 of all pairs (default max)\n"
+"                         method), p99 or p99.9 of all pairs, or trimmed: the\n"
+"                         largest pair once outliers are cut (see Trimming)\n"
+"                         (default max)\n"
+"      --trim K           cut a fix farther from its session's centre than K\n"
+"                         times the session's median distance (and than K x\n"
+"                         1 m); 1 to 1000 (default %g)\n"
 "      --kernel NAME      scalar, avx2 or avx512 (default: the fastest this CPU\n"
 "                         runs, or $HUBCAP_KERNEL)\n"
 "Input:\n"
@@ -192,13 +211,35 @@ static void usage(FILE *f)
 "Output:\n"
 "      --json             one JSON object on stdout instead of the table\n"
 "  -q, --quiet            no progress line and no line per bad row\n"
-"  -h, --help             this text\n"
+"  -h, --help             this text\n", TRIM_DEFAULT);
+    /* Two strings: C99 promises only 4095 bytes of one literal. */
+    fprintf(f,
 "\n"
 "Columns: vehicles (those with a session of 2 parked fixes or more), sessions\n"
 "(such sessions), fixes (in them), pairs, needed (n), sample (yes when\n"
 "vehicles >= n), threshold (the picked figure rounded up to the centimetre:\n"
 "what --apply sends), max, p99, p99.9 (quantiles of all the maker's pairs\n"
-"from a histogram: rounded up, within 0.3 %%).\n"
+"from a histogram: rounded up, within 0.3 %%), trim max (the largest pair\n"
+"left after trimming), cut (fixes trimmed) and cut %% (of the fixes in\n"
+"sessions of 3 or more, the only ones judged).  --json also has the trimmed\n"
+"p99 and p99.9 and the count of pairs left.\n"
+"\n"
+"Trimming: multipath puts about 1 %% of real fixes tens to hundreds of metres\n"
+"off, sometimes 2 or 3 in a row.  One such fix sets max for its whole maker,\n"
+"and because it pairs with every other fix of its session, about 2 %% of all\n"
+"pairs involve a stray, so p99 lands among them too.  Trimming measures the\n"
+"drift of the real position instead.  In each session of 3 parked fixes or\n"
+"more, the centre is the component-wise median of the fixes as unit vectors\n"
+"(sound across the antimeridian and near the poles), M is the median distance\n"
+"of the fixes from it, and a fix farther than K x max(M, 1 m) is cut; pairs\n"
+"are then formed among the fixes left.  Why K = 6: with Gaussian jitter the\n"
+"distance from the centre is Rayleigh-distributed, and P(r > 6 M) =\n"
+"exp(-36 ln 2), about 1.5e-11, so a genuine fix is practically never cut,\n"
+"while the cut lies near 7 times the jitter's sigma per axis (28 m for 4 m)\n"
+"and multipath fixes beyond it are.  The median holds only while the strays\n"
+"are fewer than half of a session's fixes.  Sessions of 2 fixes have no\n"
+"majority to judge by: they count in max, p99 and p99.9 but not in the\n"
+"trimmed figures.\n"
 "\n"
 "A bad row (wrong column count, bad number, position out of range, empty or\n"
 "too long vid or maker) is skipped and counted; the first %d are shown as\n"
@@ -213,7 +254,7 @@ static void usage(FILE *f)
 static void parse(struct opts *o, int argc, char **argv)
 {
     enum { O_CONF = 256, O_MARGIN, O_PROP, O_PICK, O_KERNEL, O_FORMAT, O_STRICT, O_APPLY,
-           O_FORCE, O_SOCKET, O_JSON };
+           O_FORCE, O_SOCKET, O_JSON, O_TRIM };
     static const struct option lo[] = {
         { "confidence", required_argument, 0, O_CONF }, { "margin", required_argument, 0, O_MARGIN },
         { "proportion", required_argument, 0, O_PROP }, { "pick", required_argument, 0, O_PICK },
@@ -221,12 +262,14 @@ static void parse(struct opts *o, int argc, char **argv)
         { "strict", no_argument, 0, O_STRICT }, { "apply", no_argument, 0, O_APPLY },
         { "force", no_argument, 0, O_FORCE }, { "data-dir", required_argument, 0, 'D' },
         { "socket", required_argument, 0, O_SOCKET }, { "json", no_argument, 0, O_JSON },
-        { "quiet", no_argument, 0, 'q' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+        { "trim", required_argument, 0, O_TRIM }, { "quiet", no_argument, 0, 'q' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c, stdin_seen = 0;
     o->confidence = 95;
     o->margin = 0.03;
     o->proportion = 0.5;
+    o->trim = TRIM_DEFAULT;
     o->data_dir = "./var/hubcap";
     o->kernel = hc_kernel_best();
     while ((c = getopt_long(argc, argv, "D:qh", lo, NULL)) != -1) {
@@ -255,8 +298,14 @@ static void parse(struct opts *o, int argc, char **argv)
                 o->pick = PICK_P99;
             else if (!strcmp(optarg, "p99.9"))
                 o->pick = PICK_P999;
+            else if (!strcmp(optarg, "trimmed"))
+                o->pick = PICK_TRIMMED;
             else
-                hc_cli_usage_error("--pick must be max, p99 or p99.9, not '%s'", optarg);
+                hc_cli_usage_error("--pick must be max, p99, p99.9 or trimmed, not '%s'",
+                                   optarg);
+            break;
+        case O_TRIM:
+            o->trim = hc_cli_double("--trim", optarg, 1, 1000);
             break;
         case O_KERNEL:
             o->kernel = hc_kernel_by_name(optarg);
@@ -1005,10 +1054,35 @@ static int cmp_order(const void *a, const void *b)
     return (x->i > y->i) - (x->i < y->i);
 }
 
+/* One session of m >= 2 parked fixes, in r->slat and r->slon: every pair
+ * into d->all; then, from 3 fixes on, its outliers cut (the arrays are
+ * compacted in place) and the pairs of the fixes left into d->kept. */
+static void session_drift(struct run *r, struct drifts *d, size_t m)
+{
+    /* Positions were checked when read and --trim by parse: only memory
+     * can fail here. */
+    if (hc_drift_add(&d->all, r->o.kernel, r->slat, r->slon, m) < 0)
+        out_of_memory();
+    if (m < 3)
+        return;
+    if (hc_calib_trim(r->slat, r->slon, m, r->o.trim, r->keep) < 0)
+        out_of_memory();
+    size_t kept = 0;
+    for (size_t i = 0; i < m; i++)
+        if (r->keep[i]) {
+            r->slat[kept] = r->slat[i];
+            r->slon[kept++] = r->slon[i];
+        }
+    d->judged += m;
+    d->cut += m - kept;
+    if (hc_drift_add(&d->kept, r->o.kernel, r->slat, r->slon, kept) < 0)
+        out_of_memory();
+}
+
 /* One vehicle: its fixes in time order (ties in input order), cut at
- * ignition-on fixes; every session of >= 2 parked fixes into h.  Returns
+ * ignition-on fixes; every session of >= 2 parked fixes into d.  Returns
  * whether any session was added. */
-static int vehicle_drift(struct run *r, const struct vehicle *v, struct hc_drift *h)
+static int vehicle_drift(struct run *r, const struct vehicle *v, struct drifts *d)
 {
     const int64_t *ts = fix_ts(v);
     const double *lat = fix_lat(v), *lon = fix_lon(v);
@@ -1018,10 +1092,12 @@ static int vehicle_drift(struct run *r, const struct vehicle *v, struct hc_drift
         free(r->ord);
         free(r->slat);
         free(r->slon);
+        free(r->keep);
         r->ord = malloc(v->n * sizeof(*r->ord));
         r->slat = malloc(v->n * sizeof(double));
         r->slon = malloc(v->n * sizeof(double));
-        if (!r->ord || !r->slat || !r->slon)
+        r->keep = malloc(v->n);
+        if (!r->ord || !r->slat || !r->slon || !r->keep)
             out_of_memory();
     }
     int sorted = 1;
@@ -1042,8 +1118,7 @@ static int vehicle_drift(struct run *r, const struct vehicle *v, struct hc_drift
             continue;
         }
         if (m >= 2) {               /* the session ends: ignition on, or no more fixes */
-            if (hc_drift_add(h, r->o.kernel, r->slat, r->slon, m) < 0)
-                out_of_memory();  /* positions were checked when read */
+            session_drift(r, d, m);
             added = 1;
         }
         m = 0;
@@ -1057,6 +1132,28 @@ static int cmp_maker(const void *a, const void *b, void *ctx)
     const struct key *x = &r->mk[*(const uint32_t *)a].k, *y = &r->mk[*(const uint32_t *)b].k;
     int c = memcmp(r->names + x->off, r->names + y->off, x->len < y->len ? x->len : y->len);
     return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* A maker's figures from its accumulators (res->vehicles is already
+ * counted). */
+static void figures(const struct opts *o, const struct drifts *d, struct result *res)
+{
+    res->sessions = d->all.vehicles;
+    res->fixes = d->all.fixes;
+    res->pairs = d->all.pairs;
+    res->max_m = hc_drift_max_m(&d->all);
+    res->p99_m = hc_drift_quantile_m(&d->all, 0.99);
+    res->p999_m = hc_drift_quantile_m(&d->all, 0.999);
+    res->trim_fixes = d->judged;
+    res->trimmed_fixes = d->cut;
+    res->trimmed_pairs = d->kept.pairs;
+    res->trimmed_max_m = hc_drift_max_m(&d->kept);
+    res->trimmed_p99_m = hc_drift_quantile_m(&d->kept, 0.99);
+    res->trimmed_p999_m = hc_drift_quantile_m(&d->kept, 0.999);
+    const double picked[] = { res->max_m, res->p99_m, res->p999_m, res->trimmed_max_m };
+    res->threshold_m = ceil(picked[o->pick] * 100) / 100;
+    res->required = hc_calib_sample_size(o->z, o->proportion, o->margin);
+    res->ok = res->vehicles >= (uint64_t)res->required;
 }
 
 /* Every maker's result; returns the makers' indices sorted by name. */
@@ -1084,35 +1181,27 @@ static uint32_t *compute(struct run *r)
     }
     qsort_r(by_name, r->n_listed, sizeof(uint32_t), cmp_maker, r);
 
-    struct hc_drift h;
+    struct drifts d;
     uint64_t done = 0;
     for (uint32_t m = 0; m < r->n_mk; m++) {
         struct maker *mk = &r->mk[m];
         struct result *res = &mk->res;
         if (!mk->n_vehicles)
             continue;
-        if (hc_drift_init(&h) < 0)
+        memset(&d, 0, sizeof(d));
+        if (hc_drift_init(&d.all) < 0 || hc_drift_init(&d.kept) < 0)
             out_of_memory();
         for (uint32_t g = first[m]; g < first[m] + mk->n_vehicles; g++) {
             struct vehicle *v = &r->veh[group[g]];
-            res->vehicles += (uint64_t)vehicle_drift(r, v, &h);
+            res->vehicles += (uint64_t)vehicle_drift(r, v, &d);
             free(v->fix);
             v->fix = NULL;
             if ((++done & 1023) == 0)
                 progress(r, 0, (double)done, (double)r->n_veh);
         }
-        res->sessions = h.vehicles;
-        res->fixes = h.fixes;
-        res->pairs = h.pairs;
-        res->max_m = hc_drift_max_m(&h);
-        res->p99_m = hc_drift_quantile_m(&h, 0.99);
-        res->p999_m = hc_drift_quantile_m(&h, 0.999);
-        double picked = r->o.pick == PICK_MAX ? res->max_m
-                      : r->o.pick == PICK_P99 ? res->p99_m : res->p999_m;
-        res->threshold_m = ceil(picked * 100) / 100;
-        res->required = hc_calib_sample_size(r->o.z, r->o.proportion, r->o.margin);
-        res->ok = res->vehicles >= (uint64_t)res->required;
-        hc_drift_free(&h);
+        figures(&r->o, &d, res);
+        hc_drift_free(&d.all);
+        hc_drift_free(&d.kept);
     }
     free(first);
     free(group);
@@ -1121,12 +1210,28 @@ static uint32_t *compute(struct run *r)
 
 /* ---- applying --------------------------------------------------------------- */
 
+/* The fewest fixes a session needs to count in the picked figure: trimming
+ * judges sessions of 3 or more only. */
+static int fewest_fixes(const struct opts *o)
+{
+    return o->pick == PICK_TRIMMED ? 3 : 2;
+}
+
+/* The pairs behind the picked figure. */
+static uint64_t picked_pairs(const struct opts *o, const struct result *res)
+{
+    return o->pick == PICK_TRIMMED ? res->trimmed_pairs : res->pairs;
+}
+
 /* Why a maker's threshold is not sent, or NULL when it is. */
 static const char *not_applied(const struct run *r, const struct result *res, char *buf,
                                size_t cap)
 {
-    if (res->pairs == 0)
-        return "no session of 2 parked fixes, so no threshold (it must be above 0)";
+    if (picked_pairs(&r->o, res) == 0) {
+        snprintf(buf, cap, "no session of %d parked fixes, so no threshold (it must be above"
+                 " 0)", fewest_fixes(&r->o));
+        return buf;
+    }
     if (res->threshold_m <= 0)
         return "every pair is 0 m apart, so no threshold (it must be above 0)";
     if (res->threshold_m > HC_THRESHOLD_MAX_M) {
@@ -1264,20 +1369,60 @@ static int apply(struct run *r, const uint32_t *by_name, json_t *out)
 
 /* ---- output ----------------------------------------------------------------- */
 
-static void print_table(const struct run *r, const uint32_t *by_name, double secs)
+/* Percentage of the judged fixes (sessions of >= 3) that trimming cut. */
+static double cut_pct(const struct result *s)
+{
+    return s->trim_fixes ? 100.0 * (double)s->trimmed_fixes / (double)s->trim_fixes : 0.0;
+}
+
+/* Below the table: why a maker's threshold is not applied, one line each. */
+static int print_notes(const struct run *r, const uint32_t *by_name)
 {
     const struct opts *o = &r->o;
-    uint64_t tv = 0, ts = 0, tf = 0, tp = 0;
-    printf("%-20s %9s %9s %11s %13s %7s %6s %12s %11s %11s %11s\n", "maker", "vehicles",
-           "sessions", "fixes", "pairs", "needed", "sample", "threshold", "max", "p99", "p99.9");
+    int notes = 0;
     for (uint32_t i = 0; i < r->n_listed; i++) {
         const struct maker *mk = &r->mk[by_name[i]];
         const struct result *s = &mk->res;
-        printf("%-20.*s %9llu %9llu %11llu %13llu %7ld %6s %10.2f m %9.2f m %9.2f m %9.2f m\n",
+        if (!notes && (!s->ok || s->threshold_m <= 0 || s->threshold_m > HC_THRESHOLD_MAX_M))
+            notes = printf("\n");
+        if (s->threshold_m <= 0 && picked_pairs(o, s))
+            printf("maker %.*s: every pair is 0 m apart, so no threshold; it is never"
+                   " applied\n", mk->k.len, r->names + mk->k.off);
+        else if (s->threshold_m <= 0)
+            printf("maker %.*s: no session with %d parked fixes, so no threshold; it is never"
+                   " applied\n", mk->k.len, r->names + mk->k.off, fewest_fixes(o));
+        else if (s->threshold_m > HC_THRESHOLD_MAX_M)
+            printf("maker %.*s: its threshold is above hubcapd's limit of %.0f m; it is never"
+                   " applied\n", mk->k.len, r->names + mk->k.off, HC_THRESHOLD_MAX_M);
+        else if (!s->ok)
+            printf("maker %.*s: %llu vehicle%s, %ld needed for %d %% confidence and a %g %%"
+                   " margin; %s\n", mk->k.len, r->names + mk->k.off,
+                   (unsigned long long)s->vehicles, s->vehicles == 1 ? "" : "s", s->required,
+                   o->confidence, o->margin * 100,
+                   o->force ? "it is applied anyway (--force)"
+                            : "its threshold is shown but not applied without --force");
+    }
+    return notes;
+}
+
+static void print_table(const struct run *r, const uint32_t *by_name, double secs)
+{
+    static const char *const pick_what[] = { "max", "p99", "p99.9", "trimmed max" };
+    const struct opts *o = &r->o;
+    uint64_t tv = 0, ts = 0, tf = 0, tp = 0;
+    printf("%-20s %9s %9s %11s %13s %7s %6s %12s %11s %11s %11s %11s %8s %6s\n", "maker",
+           "vehicles", "sessions", "fixes", "pairs", "needed", "sample", "threshold", "max",
+           "p99", "p99.9", "trim max", "cut", "cut %");
+    for (uint32_t i = 0; i < r->n_listed; i++) {
+        const struct maker *mk = &r->mk[by_name[i]];
+        const struct result *s = &mk->res;
+        printf("%-20.*s %9llu %9llu %11llu %13llu %7ld %6s %10.2f m %9.2f m %9.2f m %9.2f m"
+               " %9.2f m %8llu %5.1f%%\n",
                mk->k.len, r->names + mk->k.off, (unsigned long long)s->vehicles,
                (unsigned long long)s->sessions, (unsigned long long)s->fixes,
                (unsigned long long)s->pairs, s->required, s->ok ? "yes" : "NO", s->threshold_m,
-               s->max_m, s->p99_m, s->p999_m);
+               s->max_m, s->p99_m, s->p999_m, s->trimmed_max_m,
+               (unsigned long long)s->trimmed_fixes, cut_pct(s));
         tv += s->vehicles;
         ts += s->sessions;
         tf += s->fixes;
@@ -1291,29 +1436,12 @@ static void print_table(const struct run *r, const uint32_t *by_name, double sec
            secs > 0 ? (double)r->rows / secs : 0.0);
     printf("threshold = %s of the maker's pairwise drift, rounded up to the centimetre;"
            " %d %% confidence (z %.2f), %g %% margin, proportion %g; kernel %s\n",
-           pick_name[o->pick], o->confidence, o->z, o->margin * 100, o->proportion,
+           pick_what[o->pick], o->confidence, o->z, o->margin * 100, o->proportion,
            o->kernel->name);
-    int notes = 0;
-    for (uint32_t i = 0; i < r->n_listed; i++) {
-        const struct maker *mk = &r->mk[by_name[i]];
-        const struct result *s = &mk->res;
-        if (!notes && (!s->ok || s->threshold_m <= 0 || s->threshold_m > HC_THRESHOLD_MAX_M))
-            notes = printf("\n");
-        if (s->threshold_m <= 0)
-            printf("maker %.*s: %s, so no threshold; it is never applied\n", mk->k.len,
-                   r->names + mk->k.off,
-                   s->pairs ? "every pair is 0 m apart" : "no session with 2 parked fixes");
-        else if (s->threshold_m > HC_THRESHOLD_MAX_M)
-            printf("maker %.*s: its threshold is above hubcapd's limit of %.0f m; it is never"
-                   " applied\n", mk->k.len, r->names + mk->k.off, HC_THRESHOLD_MAX_M);
-        else if (!s->ok)
-            printf("maker %.*s: %llu vehicle%s, %ld needed for %d %% confidence and a %g %%"
-                   " margin; %s\n", mk->k.len, r->names + mk->k.off,
-                   (unsigned long long)s->vehicles, s->vehicles == 1 ? "" : "s", s->required,
-                   o->confidence, o->margin * 100,
-                   o->force ? "it is applied anyway (--force)"
-                            : "its threshold is shown but not applied without --force");
-    }
+    printf("cut: in each session of 3 fixes or more, the fixes farther from its centre than"
+           " %g x its median distance (and than %g m); trim max: the largest pair of the rest\n",
+           o->trim, o->trim * HC_CALIB_TRIM_FLOOR_M);
+    int notes = print_notes(r, by_name);
     if (r->maker_changes)
         printf("%s%llu vehicle%s changed maker in the input; each is counted under the last"
                " maker its rows named\n", notes ? "" : "\n", (unsigned long long)r->maker_changes,
@@ -1331,12 +1459,17 @@ static json_t *json_summary(const struct run *r, const uint32_t *by_name, double
         const struct maker *mk = &r->mk[by_name[i]];
         const struct result *s = &mk->res;
         json_array_append_new(makers, json_pack(
-            "{s:s#, s:I, s:I, s:I, s:I, s:I, s:b, s:f, s:f, s:f, s:f}",
+            "{s:s#, s:I, s:I, s:I, s:I, s:I, s:b, s:f, s:f, s:f, s:f,"
+            " s:I, s:I, s:f, s:I, s:f, s:f, s:f}",
             "maker", r->names + mk->k.off, (int)mk->k.len, "vehicles", (json_int_t)s->vehicles,
             "sessions", (json_int_t)s->sessions, "fixes", (json_int_t)s->fixes,
             "pairs", (json_int_t)s->pairs, "required_sample", (json_int_t)s->required,
             "sample_ok", s->ok, "threshold_m", s->threshold_m, "max_m", s->max_m,
-            "p99_m", s->p99_m, "p999_m", s->p999_m));
+            "p99_m", s->p99_m, "p999_m", s->p999_m,
+            "trim_fixes", (json_int_t)s->trim_fixes,
+            "trimmed_fixes", (json_int_t)s->trimmed_fixes, "trimmed_pct", cut_pct(s),
+            "trimmed_pairs", (json_int_t)s->trimmed_pairs, "trimmed_max_m", s->trimmed_max_m,
+            "trimmed_p99_m", s->trimmed_p99_m, "trimmed_p999_m", s->trimmed_p999_m));
     }
     for (int i = 0; i < o->n_files; i++) {
         const struct file_stat *fs = &r->files[i];
@@ -1347,10 +1480,11 @@ static json_t *json_summary(const struct run *r, const uint32_t *by_name, double
             json_object_set_new(f, "damaged", json_string(fs->damage));
         json_array_append_new(files, f);
     }
-    return json_pack("{s:i, s:f, s:f, s:f, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:o, s:f,"
-                     " s:f}",
+    return json_pack("{s:i, s:f, s:f, s:f, s:s, s:f, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:o,"
+                     " s:f, s:f}",
                      "confidence", o->confidence, "margin", o->margin, "proportion",
-                     o->proportion, "z", o->z, "pick", pick_name[o->pick], "kernel",
+                     o->proportion, "z", o->z, "pick", pick_name[o->pick], "trim", o->trim,
+                     "kernel",
                      o->kernel->name, "makers", makers, "vehicles", (json_int_t)r->n_veh,
                      "rows", (json_int_t)r->rows, "skipped", (json_int_t)r->skipped,
                      "damaged_files", (json_int_t)r->damaged,
@@ -1425,5 +1559,6 @@ int main(int argc, char **argv)
     free(r.ord);
     free(r.slat);
     free(r.slon);
+    free(r.keep);
     return status;
 }

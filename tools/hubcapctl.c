@@ -395,28 +395,41 @@ static void print_stats(json_t *a)
     table_print(&t, "no workers");
 }
 
-/* threshold.list, .get, .set, .unset: one table, the default last. */
-static void print_thresholds(json_t *a)
+/* threshold.* and rule.*: one table of makers (list_key's array, or the
+ * one maker of get and unset), each maker's value_key, the default last. */
+static void print_per_maker(json_t *a, const char *list_key, const char *value_key,
+                            const char *default_key, const char *const head[3])
 {
-    static const char *const head[] = { "MAKER", "METERS", "SOURCE" };
-    struct table t = table_new(3, "lrl", head);
-    json_t *list = json_object_get(a, "thresholds"), *x;
+    struct table t = table_new(3, strcmp(value_key, "meters") ? "lll" : "lrl", head);
+    json_t *list = json_object_get(a, list_key), *x;
     size_t i;
     json_array_foreach(list, i, x) {
         const char *row[] = { txt(json_object_get(x, "maker")),
-                              txt(json_object_get(x, "meters")), txt(json_object_get(x, "source")) };
+                              txt(json_object_get(x, value_key)), txt(json_object_get(x, "source")) };
         table_row(&t, row);
     }
-    if (!list) {        /* get and unset: the one maker */
+    if (!list) {
         const char *row[] = { txt(json_object_get(a, "maker")),
-                              txt(json_object_get(a, "meters")), txt(json_object_get(a, "source")) };
+                              txt(json_object_get(a, value_key)), txt(json_object_get(a, "source")) };
         table_row(&t, row);
     }
-    if (json_object_get(a, "default_m")) {
-        const char *row[] = { "(default)", txt(json_object_get(a, "default_m")), "default" };
+    if (json_object_get(a, default_key)) {
+        const char *row[] = { "(default)", txt(json_object_get(a, default_key)), "default" };
         table_row(&t, row);
     }
     table_print(&t, NULL);
+}
+
+static void print_thresholds(json_t *a)
+{
+    static const char *const head[] = { "MAKER", "METERS", "SOURCE" };
+    print_per_maker(a, "thresholds", "meters", "default_m", head);
+}
+
+static void print_rules(json_t *a)
+{
+    static const char *const head[] = { "MAKER", "RULE", "SOURCE" };
+    print_per_maker(a, "rules", "rule", "default", head);
 }
 
 static const char *position_text(json_t *p)
@@ -614,6 +627,15 @@ static const struct command commands[] = {
       print_thresholds, "MAKER's threshold in meters, from now on" },
     { "threshold unset", "threshold.unset", { ARG("MAKER", "maker", V_STR) }, 1, 1, 0, 0,
       print_thresholds, "MAKER uses the default threshold again" },
+    { "rule list", "rule.list", { { 0 } }, 0, 0, 0, 0, print_rules,
+      "makers' own decision rules and the default" },
+    { "rule get", "rule.get", { ARG("MAKER", "maker", V_STR) }, 1, 1, 0, 0,
+      print_rules, "MAKER's decision rule and where it comes from" },
+    { "rule set", "rule.set",
+      { ARG("MAKER", "maker", V_STR), ARG("seed|robust", "rule", V_STR) }, 2, 2, 0, 0,
+      print_rules, "MAKER's decision rule, from its vehicles' next report" },
+    { "rule unset", "rule.unset", { ARG("MAKER", "maker", V_STR) }, 1, 1, 0, 0,
+      print_rules, "MAKER uses the default rule again" },
     { "vehicle show", "vehicle.show", { ARG("VID", "vid", V_STR) }, 1, 1, 0, 0, print_vehicle,
       "a vehicle's alarm switch, parking and window" },
     { "vehicle alarm", "vehicle.alarm",
@@ -805,8 +827,8 @@ static const char *subcommands(const char *w)
 static void find_command(struct invocation *inv)
 {
     if (inv->npos == 0)
-        hc_cli_usage_error("no command given (status, stats, threshold, vehicle, alarm,"
-                           " channel, deadletter or config)");
+        hc_cli_usage_error("no command given (status, stats, threshold, rule, vehicle,"
+                           " alarm, channel, deadletter or config)");
     const char *w0 = inv->pos[0];
     for (size_t i = 0; i < N_COMMANDS; i++) {
         const struct command *c = &commands[i];

@@ -12,6 +12,9 @@
  * operator wants to see beside the maximum.  Pairs are computed with the
  * same chord kernels as detection, one vehicle at a time.  One thread per
  * accumulator; merge accumulators to combine threads.
+ *
+ * hc_calib_trim finds the multipath fixes of one parking session, so that
+ * the drift of the real position can be measured without them.
  */
 #ifndef HUBCAP_CALIB_H
 #define HUBCAP_CALIB_H
@@ -60,5 +63,23 @@ double hc_drift_max_m(const struct hc_drift *h);
 /* Distance in meters at or below which a fraction q (0..1) of all pairs
  * lie, rounded up to its histogram bin (never above the maximum). */
 double hc_drift_quantile_m(const struct hc_drift *h, double q);
+
+/* A session's median distance from its centre is taken as at least this
+ * when trimming, so that a session of near-identical fixes (a receiver that
+ * repeats its last position) does not cut a fix a few decimetres away. */
+#define HC_CALIB_TRIM_FLOOR_M 1.0
+
+/* Outliers of one parking session of n fixes (degrees).  The centre is the
+ * component-wise median of the fixes' unit vectors, put back on the sphere;
+ * r_i is fix i's great-circle distance from it and M the median of the r_i
+ * (the mean of the two middle ones when n is even).  Fix i is kept, keep[i]
+ * = 1, when r_i <= k * max(M, HC_CALIB_TRIM_FLOOR_M), else keep[i] = 0.
+ * Fewer than 3 fixes have no majority to judge by: all are kept.  The cut
+ * holds only while the outliers are fewer than half the session.
+ *
+ * Returns the number kept, -EINVAL unless k is finite and > 0, -ENOMEM, or
+ * HC_ERANGE_LAT/LON for a bad position (keep untouched).  O(n) expected
+ * time, one allocation of 4n doubles; any thread. */
+long hc_calib_trim(const double *lat, const double *lon, size_t n, double k, uint8_t *keep);
 
 #endif

@@ -41,6 +41,12 @@ struct hc_config_threshold {
     double meters;                      /* finite, > 0, <= 20000000 */
 };
 
+/* One [rules] entry: the decision rule of a maker's vehicles. */
+struct hc_config_rule {
+    char maker[HC_MAKER_MAX + 1];       /* 1..32 bytes, NUL-terminated */
+    unsigned rule;                      /* enum hc_rule */
+};
+
 /* One [channel.NAME]: an endpoint that receives alarms as Standard
  * Webhooks signed POSTs.  Keys written with --set channel.NAME.key=value. */
 struct hc_config_channel {
@@ -85,6 +91,10 @@ struct hc_config {
     unsigned n1;                        /* N1 */
     unsigned n2;                        /* N2; 0: window - 1 (finish resolves) */
     double default_threshold_m;
+    unsigned rule;                      /* enum hc_rule of makers without their own */
+    unsigned robust_after;
+    unsigned robust_before;
+    unsigned robust_share_pct;          /* 1..100 */
     /* [store] */
     unsigned commit_interval_ms;
     unsigned sync_interval_ms;          /* 0: fsync every commit */
@@ -108,6 +118,9 @@ struct hc_config {
     /* [thresholds] */
     unsigned n_thresholds;
     struct hc_config_threshold thresholds[HC_CONFIG_THRESHOLDS_MAX];
+    /* [rules] */
+    unsigned n_rules;
+    struct hc_config_rule rules[HC_CONFIG_THRESHOLDS_MAX];
     /* [channel.NAME], in the order first named until finish sorts them by
      * priority (stable: ties keep that order) */
     unsigned n_channels;
@@ -138,6 +151,13 @@ int hc_config_set(struct hc_config *c, const char *assignment, char *err, size_t
 
 /* Remove maker's own threshold (a live "threshold unset"): 0, or -ENOENT. */
 int hc_config_remove_threshold(struct hc_config *c, const char *maker);
+
+/* Remove maker's own rule (a live "rule unset"): 0, or -ENOENT. */
+int hc_config_remove_rule(struct hc_config *c, const char *maker);
+
+/* The detection parameters of c ([detect]; thresholds and rules are
+ * applied per maker by the caller). */
+void hc_config_detect(const struct hc_config *c, struct hc_detect_config *d);
 
 /* Remove channel name (a live "channel remove"): 0, or -ENOENT. */
 int hc_config_remove_channel(struct hc_config *c, const char *name);

@@ -12,9 +12,16 @@
  *   - acc off appends the position to the session's window (last W
  *     positions) and updates the count of pairs farther apart than the
  *     vehicle's maker threshold;
- *   - once the window holds >= N1 positions and more than N2 pairs exceed
- *     the threshold, one alarm is raised for the session (unless the
- *     vehicle's alarm switch is off).
+ *   - the vehicle's maker decides by one of two rules (docs/DETECTION.md):
+ *     seed: once the window holds >= N1 positions and more than N2 pairs
+ *     exceed the threshold, the vehicle has moved;
+ *     robust: leaving out positions with no neighbour within the threshold
+ *     (strays), the window splits in time into a before and an after of at
+ *     least robust_before and robust_after positions, the after positions
+ *     all within the threshold of each other and each farther than it from
+ *     at least robust_share of the before positions;
+ *   - a move raises one alarm for the session (unless the vehicle's alarm
+ *     switch is off).
  *
  * Threading: a detector and the vehicles it steps belong to one thread (a
  * worker owns its shard); nothing here locks.
@@ -64,14 +71,32 @@ struct hc_alarm {
     int64_t latest_ts;
 };
 
+/* The decision rules.  Both keep the same incremental pair count, so a
+ * maker can change rule at any report without a recount. */
+enum hc_rule { HC_RULE_SEED = 0, HC_RULE_ROBUST = 1 };
+#define HC_RULES 2
+
+/* "seed" or "robust". */
+const char *hc_rule_name(enum hc_rule r);
+
+/* The rule named by the len bytes at s; 0, or HC_ECONFIG if none is. */
+int hc_rule_parse(const char *s, size_t len, enum hc_rule *out);
+
 struct hc_detect_config {
     unsigned window;            /* W, 2..64 (default 16) */
-    unsigned n1;                /* minimum positions before deciding (10) */
-    unsigned n2;                /* moved when exceeding pairs > n2 (W-1) */
+    unsigned n1;                /* seed: minimum positions before deciding (10) */
+    unsigned n2;                /* seed: moved when exceeding pairs > n2 (W-1) */
     double default_threshold_m; /* for makers without one (100 m) */
+    enum hc_rule rule;          /* for makers without one of their own */
+    unsigned robust_after;      /* robust: positions after the move (2) */
+    unsigned robust_before;     /* robust: positions before the move (3) */
+    double robust_share;        /* robust: share of the before positions each
+                                 * after position must be far from (0.8) */
 };
 
-/* Fill c with the defaults of DESIGN.md (W 16, N1 10, N2 15, 100 m). */
+/* Fill c with the defaults: DESIGN.md's W 16, N1 10, N2 15, 100 m, and the
+ * robust rule's 2 after, 3 before, share 0.8; the default rule is the one
+ * docs/DETECTION.md's evaluation found better. */
 void hc_detect_config_default(struct hc_detect_config *c);
 
 /* 0 if c is usable, else HC_ECONFIG or HC_ETHRESHOLD. */
@@ -81,6 +106,8 @@ struct hc_maker {
     char name[HC_MAKER_MAX + 1];
     uint8_t len;
     bool own;                   /* has its own threshold (else default) */
+    bool own_rule;              /* has its own rule (else the default) */
+    uint8_t rule;               /* effective enum hc_rule */
     double threshold_m;         /* effective threshold */
     double limit;               /* effective squared-chord limit */
 };
@@ -116,6 +143,22 @@ int hc_detector_unset_threshold(struct hc_detector *d, const char *name, size_t 
 
 /* Change the default threshold (makers without their own follow it). */
 int hc_detector_set_default(struct hc_detector *d, double meters);
+
+/* Give maker its own rule (len 0: change the default rule, which makers
+ * without their own follow).  Applies from the next report of each of its
+ * vehicles.  Returns the maker index (0 for the default), or HC_ECONFIG
+ * (no such rule) / HC_EMAKER / HC_EFULL with nothing changed. */
+int hc_detector_set_rule(struct hc_detector *d, const char *name, size_t len,
+                         enum hc_rule rule);
+
+/* Return maker to the default rule; 0, or -ENOENT if unknown. */
+int hc_detector_unset_rule(struct hc_detector *d, const char *name, size_t len);
+
+/* The robust rule on a window's exceed matrix (hc_window_rows: n rows in
+ * time order, the newest last): true when the newest position ends a
+ * move as the rule defines it, with the parameters of c.  Exposed for
+ * tests; hc_detect_step calls it. */
+bool hc_robust_moved(const uint64_t *rows, unsigned n, const struct hc_detect_config *c);
 
 static inline const struct hc_maker *hc_detector_maker_at(const struct hc_detector *d,
                                                            unsigned i)

@@ -5,7 +5,8 @@
  * Each is kept as the configuration assignment that made it
  * ("alarm.snooze" -> "90m", "channel.sms.url" -> "https://..."), a
  * channel removed live as a marker ("channel.sms" -> "removed"), and a
- * threshold unset live as "thresholds.MAKER" -> "removed".  At
+ * threshold or rule unset live as "thresholds.MAKER" / "rules.MAKER" ->
+ * "removed".  At
  * start-up hubcapd applies them after the file and --set, through the
  * configuration's own parser (hc_settings_apply): a live change is checked
  * exactly as a configured one, and wins over it.
@@ -38,11 +39,11 @@ int hc_settings_save(struct hc_settings *s, const char *const *assign, size_t n)
  * negative error. */
 int hc_settings_remove_channel(struct hc_settings *s, const char *name);
 
-/* Keep the removal of maker's own threshold ("thresholds.MAKER" ->
- * "removed"): applied after the file, so the maker keeps the default even
- * if the file names it; a later save of thresholds.MAKER replaces it.
- * 0 or a negative error. */
-int hc_settings_remove_threshold(struct hc_settings *s, const char *maker);
+/* Keep the removal of maker's own entry in section "thresholds" or
+ * "rules" ("thresholds.MAKER" -> "removed"): applied after the file, so the
+ * maker keeps the default even if the file names it; a later save of
+ * thresholds.MAKER replaces it.  0 or a negative error. */
+int hc_settings_remove_maker(struct hc_settings *s, const char *section, const char *maker);
 
 /* The kept value of key ("alarm.snooze", "thresholds.acme"; "removed" for
  * a removal) into buf (truncated to cap).  0, -ENOENT, or an error. */

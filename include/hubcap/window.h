@@ -66,9 +66,16 @@ void hc_window_clear(struct hc_window *w);
 /* Add unit vector p as the newest position, dropping the oldest if the
  * window is full, and update `pairs` for limit (a squared chord).  The limit
  * must be the one the current count was made with; after a limit change
- * call hc_window_recount() first. */
-void hc_window_push(struct hc_window *w, const struct hc_kernel *k,
-                    const double p[3], double limit);
+ * call hc_window_recount() first.  Returns p's own row: how many of the
+ * positions it now shares the window with are farther than limit from it. */
+unsigned hc_window_push(struct hc_window *w, const struct hc_kernel *k,
+                        const double p[3], double limit);
+
+/* The window's exceed matrix in time order: bit j of rows[i] is set when
+ * the i-th and j-th oldest positions are farther apart than limit (never
+ * bit i of rows[i]).  Fills w->len rows; O(W^2), one kernel pass a row. */
+void hc_window_rows(const struct hc_window *w, const struct hc_kernel *k,
+                    double limit, uint64_t rows[]);
 
 /* Recount `pairs` from scratch for limit (O(W^2)); returns the count. */
 uint32_t hc_window_recount(struct hc_window *w, const struct hc_kernel *k,

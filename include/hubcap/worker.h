@@ -57,6 +57,8 @@ struct hc_worker_stats {
 enum hc_wreq_kind {
     HC_WREQ_THRESHOLD_SET,      /* key: maker; meters */
     HC_WREQ_THRESHOLD_UNSET,    /* key: maker (back to the default) */
+    HC_WREQ_RULE_SET,           /* key: maker; rule */
+    HC_WREQ_RULE_UNSET,         /* key: maker (back to the default rule) */
     HC_WREQ_VEHICLE_SHOW,       /* key: vid -> info */
     HC_WREQ_VEHICLE_ALARM,      /* key: vid; on -> info, created; synced */
     HC_WREQ_VEHICLE_LIST,       /* alarming, alarm_off, limit -> list */
@@ -78,7 +80,8 @@ struct hc_vehicle_info {
 struct hc_wreq {
     int kind;                   /* enum hc_wreq_kind */
     char key[HC_VID_MAX + 1];   /* vid or maker, NUL-terminated */
-    double meters;
+    double meters;              /* THRESHOLD_SET */
+    int rule;                   /* RULE_SET: enum hc_rule */
     int on;
     int alarming, alarm_off;    /* list filters */
     size_t limit;
