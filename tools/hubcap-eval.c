@@ -270,9 +270,17 @@ static void check_detect(const struct hc_detect_config *c)
 {
     if (c->n1 > c->window)
         hc_cli_usage_error("--n1 (%u) must not be greater than --window (%u)", c->n1, c->window);
-    if (hc_detect_config_check(c) < 0)
+    if (c->n2 >= c->window * (c->window - 1) / 2)
         hc_cli_usage_error("--n2 (%u) must be less than %u, the pairs in a full window of %u",
                            c->n2, c->window * (c->window - 1) / 2, c->window);
+    if (c->robust_after + c->robust_before > c->window)
+        hc_cli_usage_error("--window %u is too small for the robust rule, which looks at %u"
+                           " positions (%u after a move, %u before)", c->window,
+                           c->robust_after + c->robust_before, c->robust_after,
+                           c->robust_before);
+    if (hc_detect_config_check(c) < 0)
+        hc_cli_usage_error("--window %u, --n1 %u, --n2 %u do not make a detector", c->window,
+                           c->n1, c->n2);
 }
 
 static void parse(struct opts *o, int argc, char **argv)
@@ -1386,23 +1394,37 @@ static long ini_detect(const char *ini, const char *key)
     return -1;
 }
 
-/* The daemon must decide like the core: same window, n1, n2; and it must
- * be fresh, or vehicles it already knows would carry their windows in. */
+/* The daemon must decide like the core: the same window, n1, n2 and
+ * robust parameters; and it must be fresh, or vehicles it already knows
+ * would carry their windows in. */
 static void daemon_check(struct eval *e, const char *sock)
 {
     const struct hc_detect_config *c = &e->o.det;
+    const struct { const char *key; long ours; } p[] = {
+        { "window", (long)c->window }, { "n1", (long)c->n1 }, { "n2", (long)c->n2 },
+        { "robust_after", (long)c->robust_after }, { "robust_before", (long)c->robust_before },
+        { "robust_share_percent", lround(c->robust_share * 100) },
+    };
+    char diff[600] = "", sets[600] = "";
+    size_t dl = 0, sl = 0;
     json_t *a = control(e, sock, json_pack("{s:s}", "cmd", "config.show"));
     const char *ini = json_string_value(json_object_get(a, "ini"));
-    long w = ini ? ini_detect(ini, "window") : -1, n1 = ini ? ini_detect(ini, "n1") : -1;
-    long n2 = ini ? ini_detect(ini, "n2") : -1;
-    if (n2 == 0)
-        n2 = w - 1;
-    if (w != (long)c->window || n1 != (long)c->n1 || n2 != (long)c->n2)
-        quit(e, 1, "hubcapd runs with detect.window %ld, n1 %ld, n2 %ld; this run uses %u, %u,"
-             " %u: give the same --window/--n1/--n2, or start hubcapd with --set"
-             " detect.window=%u --set detect.n1=%u --set detect.n2=%u", w, n1, n2, c->window,
-             c->n1, c->n2, c->window, c->n1, c->n2);
+    long window = ini ? ini_detect(ini, "window") : -1;
+    for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
+        long theirs = ini ? ini_detect(ini, p[i].key) : -1;
+        if (i == 2 && theirs == 0)      /* n2 0 means window - 1 */
+            theirs = window - 1;
+        if (theirs == p[i].ours)
+            continue;
+        dl += (size_t)snprintf(diff + dl, sizeof(diff) - dl, "%sdetect.%s %ld (this run: %ld)",
+                               dl ? ", " : "", p[i].key, theirs, p[i].ours);
+        sl += (size_t)snprintf(sets + sl, sizeof(sets) - sl, " --set detect.%s=%ld", p[i].key,
+                               p[i].ours);
+    }
     json_decref(a);
+    if (dl)
+        quit(e, 1, "hubcapd runs with %s: give the same --window/--n1/--n2 (the robust rule's"
+             " parameters here are hubcap's defaults), or start hubcapd with%s", diff, sets);
     struct dstats s;
     dstats_read(e, sock, &s);
     if (s.vehicles)
