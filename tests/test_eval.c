@@ -6,7 +6,8 @@
  * has to wait for the window to fill, two makers with their own
  * thresholds), written as a native stream and a truth file; the tool is
  * run as a program and its --json figures checked exactly.  Then bad
- * inputs, usage errors, and --hubcapd against a real hubcapd.
+ * inputs, usage errors, and --hubcapd against a real hubcapd with each
+ * rule, whose figures and alarms must be the core's.
  *
  * The tool is $HUBCAP_EVAL, the daemon $HUBCAPD.
  */
@@ -678,6 +679,26 @@ Test(eval, hubcapd_scores_equal_the_core_and_its_alarms_are_the_same)
     cr_assert_eq(daemon_stop(&d), 0);
 }
 
+Test(eval, hubcapd_with_the_robust_rule_equals_the_core)
+{
+    write_fleet(standard, N_STANDARD);
+    daemon_start(&d, NULL);
+    struct outcome o = RUN("--json", "--rule", "robust", "--hubcapd", d.dir, "--threshold",
+                           "acme=10", "--threshold", "bolt=40", path_in("s.msgpack"),
+                           path_in("t.csv"));
+    cr_assert_eq(o.status, 0, "stderr: %s", o.err);
+    cr_assert_str_eq(json_string_value(json_object_get(run_of(o.json, 0), "rule")), "robust");
+    cr_assert_str_eq(json_string_value(json_object_get(run_of(o.json, 1), "rule")), "robust");
+    check_daemon_equals_core(o.json);
+    cr_assert_gt(num(run_of(o.json, 1), "alarms"), 0);
+    outcome_free(&o);
+    json_t *a = daemon_control(&d, "{\"cmd\":\"rule.get\",\"maker\":\"acme\"}\n");
+    cr_assert_str_eq(json_string_value(json_object_get(a, "rule")), "robust");
+    cr_assert_str_eq(json_string_value(json_object_get(a, "source")), "live");
+    json_decref(a);
+    cr_assert_eq(daemon_stop(&d), 0);
+}
+
 Test(eval, hubcapd_table_says_whether_the_alarms_are_the_cores)
 {
     write_fleet(standard, N_STANDARD);
@@ -700,7 +721,9 @@ Test(eval, hubcapd_with_another_window_is_refused)
     struct outcome o = RUN("--rule", "seed", "--hubcapd", d.dir, "--threshold", "acme=10",
                            "--threshold", "bolt=40", path_in("s.msgpack"), path_in("t.csv"));
     cr_assert_eq(o.status, 1, "stderr: %s", o.err);
-    cr_assert(strstr(o.err, "hubcapd runs with detect.window 20, n1 10, n2 19"), "%s", o.err);
+    cr_assert(strstr(o.err, "hubcapd runs with detect.window 20 (this run: 16), detect.n2 19"
+                            " (this run: 15)"), "%s", o.err);
+    cr_assert(strstr(o.err, "--set detect.window=16 --set detect.n2=15"), "%s", o.err);
     outcome_free(&o);
     cr_assert_eq(daemon_stop(&d), 0);
 }
