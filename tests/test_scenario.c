@@ -496,22 +496,23 @@ Test(scenario, the_calibration_set_has_its_own_fleet_and_no_tows)
 
 /* ---- scenario files --------------------------------------------------------- */
 
+/* The example of the format's description, comments and all. */
 static const char example[] =
     "[scenario]\n"
     "name = standard\n"
     "seed = 1                    ; evaluation stream seed\n"
     "vehicles = 2500\n"
-    "nights = 4                  ; each vehicle parks once per night\n"
+    "nights = 4                  ; each vehicle parks once per night: vehicle-nights = vehicles * nights\n"
     "start = 2026-11-02T16:00:00Z  ; first evening, UTC (ISO 8601, 'Z' required)\n"
-    "arrive_spread_h = 4\n"
+    "arrive_spread_h = 4         ; ignition-on time uniformly within this many hours after start (+ 24 h per night)\n"
     "session_min_h = 8           ; parked session length, uniform in [min, max]\n"
     "session_max_h = 14\n"
     "tow_rate = 0.03             ; fraction of sessions with a tow\n"
-    "tow_min_m = 100\n"
+    "tow_min_m = 100             ; tow distance uniform in [min, max]\n"
     "tow_max_m = 2000\n"
-    "tow_in_gap = 0.25\n"
-    "gap_rate = 0.004\n"
-    "gap_min = 3\n"
+    "tow_in_gap = 0.25           ; fraction of tows that happen inside a reporting gap (outage)\n"
+    "gap_rate = 0.004            ; probability that a parked fix starts a reporting gap\n"
+    "gap_min = 3                 ; fixes lost in one gap, uniform in [min, max]\n"
     "gap_max = 12\n"
     "calibration_seed = 2        ; used with --calibration\n"
     "calibration_vehicles = 4000\n"
@@ -519,15 +520,15 @@ static const char example[] =
     "\n"
     "[maker acme]                ; one section per maker, 1..16 makers\n"
     "share = 0.4                 ; fraction of the fleet (normalised over makers)\n"
-    "sigma_m = 4\n"
-    "drift_m = 0.3\n"
-    "interval_s = 300\n"
-    "interval_jitter_s = 20\n"
-    "missing = 0.02\n"
-    "multipath = 0.01\n"
-    "multipath_min_m = 30\n"
+    "sigma_m = 4                 ; Gaussian jitter per axis, metres\n"
+    "drift_m = 0.3               ; random-walk step per fix per axis (metres), reset at each session start\n"
+    "interval_s = 300            ; parked report interval\n"
+    "interval_jitter_s = 20      ; each interval uniform in [interval - j, interval + j]\n"
+    "missing = 0.02              ; independent probability a fix is lost\n"
+    "multipath = 0.01            ; probability a fix starts a multipath outlier event\n"
+    "multipath_min_m = 30        ; outlier displacement, log-uniform in [min, max]\n"
     "multipath_max_m = 400\n"
-    "multipath_burst = 0.3\n";
+    "multipath_burst = 0.3       ; probability an outlier fix is followed by another (events last 1..3 fixes)\n";
 
 Test(scenario, the_documented_example_gives_the_defaults)
 {
