@@ -8,12 +8,19 @@
  *    and tows) through hc_detect_step, printing every alarm as it is raised.
  * 3. Scores the alarms against the simulator's ground truth.
  *
- * Single-threaded; all state lives in struct run.
+ * With --scenario FILE it does something else: it writes a scenario's
+ * stream (scenario.h) as hubcap's native msgpack frames, and the ground
+ * truth of every parking session as CSV, for scoring a detector offline.
+ * That mode has its own options and state (struct scn_run).
+ *
+ * Single-threaded; all state lives in struct run or struct scn_run.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
+#include <msgpack.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +30,13 @@
 #include "hubcap/cli.h"
 #include "hubcap/detect.h"
 #include "hubcap/error.h"
+#include "hubcap/scenario.h"
 #include "hubcap/sim.h"
 #include "hubcap/timefmt.h"
+#include "hubcap/wire.h"
 
 #define BATCH 4096
+#define SCN_BATCH_MAX 10000         /* ~1 MB frames: the daemon's default limit */
 
 struct score {
     uint64_t reports, rejected, sessions, towed, caught, false_alarms;
@@ -56,6 +66,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "usage: hubcap-sim [OPTIONS]\n"
+"       hubcap-sim --scenario FILE --stream OUT [--truth OUT.csv] [OPTIONS]\n"
 "\n"
 "Simulate a parked fleet, calibrate each maker's drift threshold from a clean\n"
 "history (the seed method), replay live reports with GPS strays and tows\n"
@@ -86,7 +97,32 @@ static void usage(FILE *f)
 "  -h, --help             this text\n"
 "\n"
 "Exit status: 0 when the run completed (whatever it detected), 2 on a usage\n"
-"error, 3 when the run could not complete (out of memory).\n");
+"error, 3 when the run could not complete (out of memory).\n"
+"\n"
+"Scenario mode: write a scenario's reports (an INI file such as\n"
+"bench/scenarios/standard.ini; its first lines explain every key) and the\n"
+"ground truth of every parking session, to score a detector with.  The same\n"
+"file and seed give byte-identical output.\n"
+"      --scenario FILE    the scenario\n"
+"      --stream OUT       the reports, in time order, as hubcap's native stream:\n"
+"                         frames of a 4-byte big-endian length and a msgpack\n"
+"                         array of report maps ('-': standard output)\n"
+"      --truth OUT        one CSV line per parking session, in order of its\n"
+"                         last report, after '#' lines naming the scenario,\n"
+"                         file, seed and set, with the header\n"
+"                         vid,maker,night,start_ms,end_ms,fixes,tow_m,tow_ms,\n"
+"                         moved_ms,after_fixes,multipath_fixes\n"
+"      --calibration      the scenario's calibration set instead: its\n"
+"                         calibration_seed, _vehicles and _nights, no tows,\n"
+"                         ids CAL0000000 on\n"
+"      --seed N           replace the file's seed (or calibration_seed)\n"
+"  -n, --vehicles N       replace the file's vehicles (or calibration_vehicles)\n"
+"      --batch N          reports per frame, 1 to %u (default 256)\n"
+"      --json             the summary as one JSON object\n"
+"  -q, --quiet            no progress line\n"
+"The summary goes to standard output, or to standard error when the stream\n"
+"does.  Exit status: 0 done, 1 bad scenario file or output that cannot be\n"
+"written, 2 usage error.\n", SCN_BATCH_MAX);
 }
 
 static void parse(struct run *r, int argc, char **argv)
@@ -470,11 +506,361 @@ static void summary(struct run *r, double secs, json_t *out)
                " rule's known weakness)\n");
 }
 
+/* ---- scenario mode ---------------------------------------------------------- */
+
+/* Tow distance bands of the summary, metres. */
+static const double tow_band_edge[] = { 0, 100, 200, 500, 2000, INFINITY };
+#define N_TOW_BANDS (sizeof(tow_band_edge) / sizeof(tow_band_edge[0]) - 1)
+
+struct scn_run {
+    const char *file, *stream_path, *truth_path;
+    bool calibration;
+    int json, quiet, tty;
+    const char *seed_arg, *vehicles_arg;
+    unsigned batch;
+    struct hc_scn s;
+    FILE *stream, *truth, *summary;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    uint64_t frames, bytes, truth_lines;
+    uint64_t tow_band[N_TOW_BANDS];
+    uint64_t t0, t_shown;
+    int progress_len;
+};
+
+static void scn_parse(struct scn_run *r, int argc, char **argv)
+{
+    enum { O_SCENARIO = 256, O_STREAM, O_TRUTH, O_CALIBRATION, O_SEED, O_BATCH, O_JSON };
+    static const struct option opts[] = {
+        { "scenario", required_argument, 0, O_SCENARIO },
+        { "stream", required_argument, 0, O_STREAM },
+        { "truth", required_argument, 0, O_TRUTH },
+        { "calibration", no_argument, 0, O_CALIBRATION },
+        { "seed", required_argument, 0, O_SEED },
+        { "vehicles", required_argument, 0, 'n' },
+        { "batch", required_argument, 0, O_BATCH },
+        { "json", no_argument, 0, O_JSON },
+        { "quiet", no_argument, 0, 'q' },
+        { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    int c;
+    r->batch = 256;
+    while ((c = getopt_long(argc, argv, "n:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case O_SCENARIO: r->file = optarg; break;
+        case O_STREAM: r->stream_path = optarg; break;
+        case O_TRUTH: r->truth_path = optarg; break;
+        case O_CALIBRATION: r->calibration = true; break;
+        case O_SEED: hc_cli_uint("--seed", r->seed_arg = optarg, 0, UINT64_MAX); break;
+        case 'n': hc_cli_uint("--vehicles", r->vehicles_arg = optarg, 1, HC_SCN_VEHICLES_MAX); break;
+        case O_BATCH: r->batch = (unsigned)hc_cli_uint("--batch", optarg, 1, SCN_BATCH_MAX); break;
+        case O_JSON: r->json = 1; break;
+        case 'q': r->quiet = 1; break;
+        case 'h': usage(stdout); exit(0);
+        default:
+            fprintf(stderr, "Try 'hubcap-sim --help' (scenario mode takes only the options of "
+                            "its own section).\n");
+            exit(2);
+        }
+    }
+    if (optind < argc)
+        hc_cli_usage_error("unexpected argument '%s'", argv[optind]);
+    if (!r->stream_path)
+        hc_cli_usage_error("--scenario needs --stream OUT (a file, or - for standard output)");
+    if (!strcmp(r->stream_path, "-") && isatty(STDOUT_FILENO))
+        hc_cli_usage_error("the stream is binary: redirect standard output or give "
+                           "--stream FILE");
+    if (r->truth_path && !strcmp(r->truth_path, "-"))
+        hc_cli_usage_error("--truth wants a file name (only the stream can go to standard "
+                           "output)");
+    r->tty = isatty(STDERR_FILENO) && !r->quiet;
+}
+
+/* The file's scenario with the command line's replacements. */
+static int scn_load(struct scn_run *r)
+{
+    char err[600];
+    if (hc_scn_load(r->file, &r->s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "hubcap-sim: %s\n", err);
+        return -1;
+    }
+    if (r->seed_arg)
+        *(r->calibration ? &r->s.calibration_seed : &r->s.seed) =
+            hc_cli_uint("--seed", r->seed_arg, 0, UINT64_MAX);
+    if (r->vehicles_arg)
+        *(r->calibration ? &r->s.calibration_vehicles : &r->s.vehicles) =
+            (uint32_t)hc_cli_uint("--vehicles", r->vehicles_arg, 1, HC_SCN_VEHICLES_MAX);
+    return 0;
+}
+
+static FILE *scn_open(const char *path)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "wb") : stdout;
+    if (!f)
+        fprintf(stderr, "hubcap-sim: cannot write %s: %s; check the directory exists and is "
+                        "writable\n", path, strerror(errno));
+    else
+        setvbuf(f, NULL, _IOFBF, 1 << 20);
+    return f;
+}
+
+static uint64_t scn_seed(const struct scn_run *r)
+{
+    return r->calibration ? r->s.calibration_seed : r->s.seed;
+}
+
+static void scn_truth_header(struct scn_run *r)
+{
+    fprintf(r->truth, "# hubcap-sim scenario ground truth, one line per parking session\n"
+                      "# scenario: %s\n# file: %s\n# seed: %llu\n# calibration: %s\n"
+                      "vid,maker,night,start_ms,end_ms,fixes,tow_m,tow_ms,moved_ms,"
+                      "after_fixes,multipath_fixes\n",
+            r->s.name, r->file, (unsigned long long)scn_seed(r), r->calibration ? "yes" : "no");
+}
+
+/* A session is complete: count its tow, write its truth line. */
+static void scn_session(struct scn_run *r, const struct hc_scn_session *t)
+{
+    if (t->tow_ms) {
+        size_t b = 0;
+        while (b + 1 < N_TOW_BANDS && t->tow_m >= tow_band_edge[b + 1])
+            b++;
+        r->tow_band[b]++;
+    }
+    if (!r->truth)
+        return;
+    char vid[16];
+    hc_scn_vid(t->vehicle, r->calibration, vid);
+    fprintf(r->truth, "%s,%s,%u,%lld,%lld,%u,%.2f,%lld,%lld,%u,%u\n", vid,
+            r->s.makers[t->maker].name, t->night, (long long)t->start_ms,
+            (long long)t->end_ms, t->fixes, t->tow_m, (long long)t->tow_ms,
+            (long long)t->moved_ms, t->after_fixes, t->multipath_fixes);
+    r->truth_lines++;
+}
+
+/* n reports as one frame: length, then an array of report maps. */
+static int scn_frame(struct scn_run *r, const struct hc_report *rep, size_t n)
+{
+    uint8_t hdr[4];
+    msgpack_sbuffer_clear(&r->sb);
+    if (msgpack_pack_array(&r->pk, n) < 0)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (hc_wire_pack(&r->pk, &rep[i]) < 0)
+            return -ENOMEM;
+    hc_wire_frame_header(hdr, (uint32_t)r->sb.size);
+    fwrite(hdr, 1, sizeof(hdr), r->stream);
+    fwrite(r->sb.data, 1, r->sb.size, r->stream);
+    r->frames++;
+    r->bytes += sizeof(hdr) + r->sb.size;
+    return 0;
+}
+
+static void scn_progress_clear(struct scn_run *r)
+{
+    if (r->progress_len)
+        fprintf(stderr, "\r%*s\r", r->progress_len, "");
+    r->progress_len = 0;
+}
+
+/* At most ten times a second, on a terminal only.  The bar follows the
+ * simulated clock (ts, the latest report), which advances steadily, where
+ * sessions complete only in the mornings. */
+static void scn_progress(struct scn_run *r, const struct hc_scn_stats *st, int64_t ts)
+{
+    uint64_t now = hc_time_mono_ns();
+    if (!r->tty || now - r->t_shown < 100000000u)
+        return;
+    r->t_shown = now;
+    uint32_t nights = r->calibration ? r->s.calibration_nights : r->s.nights;
+    double span = (nights - 1) * 86400e3 + (r->s.arrive_spread_h + r->s.session_max_h) * 3600e3;
+    double done = fmin(1.0, (double)(ts - r->s.start_ms) / span);
+    char bar[25], when[HC_TIME_LEN];
+    for (int i = 0; i < 24; i++)
+        bar[i] = i < (int)(done * 24 + 0.5) ? '#' : '.';
+    bar[24] = '\0';
+    int n = fprintf(stderr, "\r  [%s] %5.1f %%  at %s, %llu reports, %llu sessions done   ",
+                    bar, 100.0 * done, hc_time_format(ts, 0, when),
+                    (unsigned long long)st->reports, (unsigned long long)st->sessions);
+    if (n > r->progress_len)
+        r->progress_len = n;
+}
+
+static int scn_generate(struct scn_run *r, struct hc_scn_gen *g)
+{
+    struct hc_report *batch = malloc(r->batch * sizeof(*batch));
+    size_t n = 0;
+    int rc = batch ? 0 : -ENOMEM;
+    msgpack_sbuffer_init(&r->sb);
+    msgpack_packer_init(&r->pk, &r->sb, msgpack_sbuffer_write);
+    while (rc == 0 && hc_scn_gen_next(g, &batch[n], NULL)) {
+        const struct hc_scn_session *t = hc_scn_gen_session(g);
+        if (t)
+            scn_session(r, t);
+        if (++n == r->batch) {
+            rc = scn_frame(r, batch, n);
+            n = 0;
+            scn_progress(r, hc_scn_gen_stats(g), batch[r->batch - 1].ts);
+        }
+    }
+    if (rc == 0 && n)
+        rc = scn_frame(r, batch, n);
+    scn_progress_clear(r);
+    msgpack_sbuffer_destroy(&r->sb);
+    free(batch);
+    return rc;
+}
+
+/* Close an output, saying why if what was written did not all get there. */
+static int scn_close(FILE *f, const char *path)
+{
+    int bad = ferror(f), err = errno;
+    if (fclose(f) != 0 && !bad) {
+        bad = 1;
+        err = errno;
+    }
+    if (!bad)
+        return 0;
+    fprintf(stderr, "hubcap-sim: writing %s failed: %s\n", path, strerror(err ? err : EIO));
+    return -1;
+}
+
+static json_t *json_u64(uint64_t v)
+{
+    return v <= INT64_MAX ? json_integer((json_int_t)v) : json_real((double)v);
+}
+
+static double pct(uint64_t part, uint64_t whole)
+{
+    return whole ? 100.0 * (double)part / (double)whole : 0.0;
+}
+
+static void scn_summary_json(const struct scn_run *r, const struct hc_scn_stats *st, double secs)
+{
+    json_t *bands = json_array(), *makers = json_array();
+    for (size_t b = 0; b < N_TOW_BANDS; b++)
+        json_array_append_new(bands, json_pack("{s:f, s:o, s:I}", "min_m", tow_band_edge[b],
+            "max_m", isinf(tow_band_edge[b + 1]) ? json_null() : json_real(tow_band_edge[b + 1]),
+            "tows", (json_int_t)r->tow_band[b]));
+    for (unsigned m = 0; m < r->s.n_makers; m++)
+        json_array_append_new(makers, json_pack("{s:s, s:I, s:I, s:I, s:I}",
+            "maker", r->s.makers[m].name, "vehicles", (json_int_t)st->maker[m].vehicles,
+            "fixes", (json_int_t)st->maker[m].fixes,
+            "multipath_fixes", (json_int_t)st->maker[m].multipath,
+            "lost_fixes", (json_int_t)st->maker[m].lost));
+    json_t *j = json_pack("{s:s, s:s, s:s, s:o, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:f,"
+                          " s:I, s:f, s:I, s:f, s:I, s:o, s:o, s:s, s:I, s:I, s:s?, s:I, s:f}",
+        "type", "scenario", "scenario", r->s.name, "file", r->file,
+        "seed", json_u64(scn_seed(r)), "calibration", r->calibration,
+        "vehicles", (json_int_t)(r->calibration ? r->s.calibration_vehicles : r->s.vehicles),
+        "nights", (json_int_t)(r->calibration ? r->s.calibration_nights : r->s.nights),
+        "vehicle_nights", (json_int_t)st->sessions,
+        "reports", (json_int_t)st->reports, "parked_fixes", (json_int_t)st->fixes,
+        "multipath_fixes", (json_int_t)st->multipath, "multipath_pct", pct(st->multipath, st->fixes),
+        "lost_fixes", (json_int_t)st->lost, "lost_pct", pct(st->lost, st->lost + st->fixes),
+        "tows", (json_int_t)st->tows, "tows_pct", pct(st->tows, st->sessions),
+        "tows_in_gap", (json_int_t)st->tows_in_gap, "tow_bands", bands, "makers", makers,
+        "stream", r->stream_path, "frames", (json_int_t)r->frames, "bytes", (json_int_t)r->bytes,
+        "truth", r->truth_path, "truth_lines", (json_int_t)r->truth_lines, "seconds", secs);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    fprintf(r->summary, "%s\n", s);
+    free(s);
+    json_decref(j);
+}
+
+static void scn_summary(const struct scn_run *r, const struct hc_scn_stats *st, double secs)
+{
+    if (r->json) {
+        scn_summary_json(r, st, secs);
+        return;
+    }
+    FILE *f = r->summary;
+    fprintf(f, "hubcap-sim: scenario %s (%s), %s set, seed %llu\n", r->s.name, r->file,
+            r->calibration ? "calibration" : "evaluation", (unsigned long long)scn_seed(r));
+    fprintf(f, "  vehicle-nights  %llu\n", (unsigned long long)st->sessions);
+    fprintf(f, "  reports         %llu: %llu ignition-on, %llu parked fixes\n",
+            (unsigned long long)st->reports, (unsigned long long)(st->reports - st->fixes),
+            (unsigned long long)st->fixes);
+    fprintf(f, "  multipath       %llu fixes (%.2f %% of parked fixes)\n",
+            (unsigned long long)st->multipath, pct(st->multipath, st->fixes));
+    fprintf(f, "  lost            %llu fixes (%.2f %% of report slots)\n",
+            (unsigned long long)st->lost, pct(st->lost, st->lost + st->fixes));
+    fprintf(f, "  tows            %llu (%.2f %% of sessions), %llu inside a reporting gap\n",
+            (unsigned long long)st->tows, pct(st->tows, st->sessions),
+            (unsigned long long)st->tows_in_gap);
+    for (size_t b = 0; b < N_TOW_BANDS; b++) {
+        char band[32];
+        if (!r->tow_band[b] && (b == 0 || b + 1 == N_TOW_BANDS))
+            continue;           /* outside the usual 100-2000 m, shown only when used */
+        if (isinf(tow_band_edge[b + 1]))
+            snprintf(band, sizeof(band), "%.0f m and more", tow_band_edge[b]);
+        else
+            snprintf(band, sizeof(band), "%.0f-%.0f m", tow_band_edge[b], tow_band_edge[b + 1]);
+        fprintf(f, "    %-14s%llu\n", band, (unsigned long long)r->tow_band[b]);
+    }
+    fprintf(f, "  %-14s  %9s %10s %10s %10s\n", "maker", "vehicles", "fixes", "multipath", "lost");
+    for (unsigned m = 0; m < r->s.n_makers; m++)
+        fprintf(f, "  %-14s  %9llu %10llu %10llu %10llu\n", r->s.makers[m].name,
+                (unsigned long long)st->maker[m].vehicles, (unsigned long long)st->maker[m].fixes,
+                (unsigned long long)st->maker[m].multipath, (unsigned long long)st->maker[m].lost);
+    fprintf(f, "  written         %llu bytes in %llu frames to %s", (unsigned long long)r->bytes,
+            (unsigned long long)r->frames, r->stream_path);
+    if (r->truth_path)
+        fprintf(f, "; %llu sessions to %s", (unsigned long long)r->truth_lines, r->truth_path);
+    fprintf(f, "\n  time            %.2f s\n", secs);
+}
+
+static int scenario_main(int argc, char **argv)
+{
+    struct scn_run r;
+    struct hc_scn_gen *g = NULL;
+    memset(&r, 0, sizeof(r));
+    scn_parse(&r, argc, argv);
+    if (scn_load(&r) < 0)
+        return 1;
+    int rc = hc_scn_gen_new(&r.s, r.calibration, &g);
+    if (rc < 0) {
+        fprintf(stderr, "hubcap-sim: %s\n", hc_strerror(rc));
+        return 1;
+    }
+    r.summary = strcmp(r.stream_path, "-") ? stdout : stderr;
+    r.t0 = hc_time_mono_ns();
+    r.stream = scn_open(r.stream_path);
+    if (r.stream && r.truth_path && (r.truth = scn_open(r.truth_path)) != NULL)
+        scn_truth_header(&r);
+    rc = !r.stream || (r.truth_path && !r.truth) ? -1 : scn_generate(&r, g);
+    if (rc < -1)
+        fprintf(stderr, "hubcap-sim: %s\n", hc_strerror(rc));
+    if (r.stream && scn_close(r.stream, r.stream_path) < 0)
+        rc = -1;
+    if (r.truth && scn_close(r.truth, r.truth_path) < 0)
+        rc = -1;
+    if (rc == 0)
+        scn_summary(&r, hc_scn_gen_stats(g), (double)(hc_time_mono_ns() - r.t0) / 1e9);
+    hc_scn_gen_free(g);
+    return rc == 0 ? 0 : 1;
+}
+
+/* Whether the command line asks for scenario mode: --scenario, or any
+ * abbreviation getopt would take for it. */
+static bool scenario_mode(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+        size_t n = strcspn(argv[i], "=");
+        if (n >= 4 && !strncmp(argv[i], "--scenario", n))
+            return true;
+    }
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     struct run r;
     memset(&r, 0, sizeof(r));
     hc_cli_init(argv[0]);
+    if (scenario_mode(argc, argv))
+        return scenario_main(argc, argv);
     parse(&r, argc, argv);
 
     int rc = hc_detector_init(&r.d, &r.det);
