@@ -370,13 +370,19 @@ static void check_standard_seed(json_t *run)
     check_figures(maker_of(run, "bolt"), "bolt", &want_bolt);
 }
 
+/* The standard thresholds, the seed rule, --json. */
+static struct outcome run_standard_json(void)
+{
+    return RUN("--json", "--rule", "seed", "--threshold", "acme=10", "--threshold", "bolt=40",
+               path_in("s.msgpack"), path_in("t.csv"));
+}
+
 /* ---- figures -------------------------------------------------------------------- */
 
 Test(eval, seed_figures_are_the_known_outcomes)
 {
     write_fleet(standard, N_STANDARD);
-    struct outcome o = RUN("--json", "--rule", "seed", "--threshold", "acme=10",
-                           "--threshold", "bolt=40", path_in("s.msgpack"), path_in("t.csv"));
+    struct outcome o = run_standard_json();
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     cr_assert_eq(json_array_size(json_object_get(o.json, "runs")), 1);
     json_t *run = run_of(o.json, 0);
@@ -522,13 +528,25 @@ Test(eval, a_longer_window_changes_the_decision)
     outcome_free(&o);
 }
 
-/* ---- bad input ---------------------------------------------------------------------- */
-
-static struct outcome run_standard(void)
+Test(eval, a_bad_report_in_a_good_frame_is_skipped_and_counted)
 {
-    return RUN("--json", "--rule", "seed", "--threshold", "acme=10", "--threshold", "bolt=40",
-               path_in("s.msgpack"), path_in("t.csv"));
+    write_fleet(standard, N_STANDARD);
+    FILE *f = fopen(path_in("s.msgpack"), "ab");
+    struct hc_report bad[2] = { report("A1", T0 + 9 * DAY_MS, 91, 13.4, 0, "acme"),
+                                report("A9", T0 + 9 * DAY_MS, 52.5, 13.4, 1, "acme") };
+    uint8_t buf[1024];
+    size_t len = frame_reports(bad, 2, buf, sizeof(buf));
+    cr_assert_eq(fwrite(buf, 1, len, f), len);
+    fclose(f);
+    struct outcome o = run_standard_json();
+    cr_assert_eq(o.status, 0, "stderr: %s", o.err);
+    cr_assert_eq(num(o.json, "rejected_reports"), 1, "latitude 91");
+    cr_assert_eq(num(o.json, "vehicles"), 7, "A9's ignition-on report counts");
+    check_standard_seed(run_of(o.json, 0));
+    outcome_free(&o);
 }
+
+/* ---- bad input ---------------------------------------------------------------------- */
 
 static void expect_error(struct outcome o, const char *text)
 {
@@ -544,7 +562,7 @@ Test(eval, a_wrong_truth_header_is_named_with_its_line)
     write_text(path_in("t.csv"), "# comment\nvid,maker,night,start,end\n");
     char where[160];
     snprintf(where, sizeof(where), "%s:2: want the header", path_in("t.csv"));
-    expect_error(run_standard(), where);
+    expect_error(run_standard_json(), where);
 }
 
 Test(eval, a_malformed_truth_line_is_named_with_its_line)
@@ -554,20 +572,20 @@ Test(eval, a_malformed_truth_line_is_named_with_its_line)
     snprintf(text, sizeof(text), "%sA1,acme,0,12x,2,3,0,0,0,0,0\n", header);
     write_text(path_in("t.csv"), text);
     snprintf(where, sizeof(where), "%s:2: start_ms wants a whole number", path_in("t.csv"));
-    expect_error(run_standard(), where);
+    expect_error(run_standard_json(), where);
 
     snprintf(text, sizeof(text), "%sA1,acme,0,1,2\n", header);
     write_text(path_in("t.csv"), text);
-    expect_error(run_standard(), ":2: 5 fields, want 11");
+    expect_error(run_standard_json(), ":2: 5 fields, want 11");
 
     snprintf(text, sizeof(text), "%sA1,acme,0,1,2,3,0,0,5,0,0\n", header);
     write_text(path_in("t.csv"), text);
-    expect_error(run_standard(), ":2: a session without a tow (tow_m 0) has tow_ms");
+    expect_error(run_standard_json(), ":2: a session without a tow (tow_m 0) has tow_ms");
 
     snprintf(text, sizeof(text), "%sA1,acme,0,100,200,3,0,0,0,0,0\nA1,acme,1,150,300,3,0,0,0,0,0\n",
              header);
     write_text(path_in("t.csv"), text);
-    expect_error(run_standard(), ":3: this session of its vid overlaps the one on line 2");
+    expect_error(run_standard_json(), ":3: this session of its vid overlaps the one on line 2");
 }
 
 Test(eval, a_truncated_stream_is_named_with_its_byte_offset)
@@ -576,7 +594,7 @@ Test(eval, a_truncated_stream_is_named_with_its_byte_offset)
     cr_assert_eq(truncate(path_in("s.msgpack"), (off_t)(size - 7)), 0);
     char where[160];
     snprintf(where, sizeof(where), "%s: byte ", path_in("s.msgpack"));
-    struct outcome o = run_standard();
+    struct outcome o = run_standard_json();
     cr_assert(strstr(o.err, "truncated stream"), "%s", o.err);
     expect_error(o, where);
 
@@ -587,7 +605,7 @@ Test(eval, a_truncated_stream_is_named_with_its_byte_offset)
     fwrite(junk, 1, sizeof(junk), f);
     fclose(f);
     snprintf(where, sizeof(where), "%s: byte %zu: a frame of 4 bytes", path_in("s.msgpack"), size);
-    expect_error(run_standard(), where);
+    expect_error(run_standard_json(), where);
 }
 
 Test(eval, an_alarm_outside_every_session_is_an_error)
@@ -599,8 +617,8 @@ Test(eval, an_alarm_outside_every_session_is_an_error)
     memmove(line, next, strlen(next) + 1);
     write_text(path_in("t.csv"), text);
     free(text);
-    expect_error(run_standard(), "core's seed alarm for A1 at ");
-    struct outcome o = run_standard();
+    expect_error(run_standard_json(), "core's seed alarm for A1 at ");
+    struct outcome o = run_standard_json();
     cr_assert(strstr(o.err, "lies in no session of"), "%s", o.err);
     outcome_free(&o);
 }

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hubcap/alarmjson.h"
 #include "hubcap/cli.h"
 #include "hubcap/ctl.h"
 #include "hubcap/detect.h"
@@ -199,46 +200,63 @@ static void usage(FILE *f)
 "(hubcap raises one alarm per session), which then counts as missed.  A tow\n"
 "with no fix at the new spot (moved_ms 0) cannot be detected.\n"
 "\n"
-"Figures, per maker (the session's maker in TRUTH) and for all makers, per\n"
-"replay (rules side by side):\n"
-"  sessions      lines of TRUTH (vehicle-nights)\n"
-"  tows          sessions with tow_m > 0\n"
-"  detected      tows detected;  recall = detected / tows\n"
-"  tows >= 2x    tows with tow_m >= 2 x the maker's threshold, which a rule\n"
-"                should never miss; detected among them; recall_2x\n"
-"  masked        missed tows masked by an earlier false alarm\n"
-"  false alarms  every false alarm (not only a session's first)\n"
-"  per 10k       false alarms x 10,000 / sessions\n"
-"  delay         over detected tows: the vehicle's reports with ts from\n"
-"                moved_ms to the alarm's ts, both included (an alarm on the\n"
-"                second fix at the new spot has delay 2); median and p95 by\n"
-"                nearest rank (the ceil(n p)-th smallest)\n"
-"  alarms        alarms raised; stale and rejected: reports the detector\n"
-"                refused (not newer than the vehicle's last; invalid)\n"
-"  ns/report     time of the core's replay loop (vehicle lookup in a hash\n"
-"                table and hc_detect_step, from memory) per report; reading\n"
-"                and scoring are not included.  It varies with the machine\n"
-"                and its load.\n"
-"\n"
-"--failures N lists, per replay, missed tows: vid, night, tow_m, the maker's\n"
-"threshold, fixes sent before and after the tow (fixes - after_fixes,\n"
-"after_fixes), the gap (from the last fix before the new spot to the first\n"
-"at it; \"gap\" when over twice the session's median interval), the reports\n"
-"the replay had at the new spot (ts from moved_ms to end_ms), and masked (the\n"
-"time of the false alarm that masked it); and false alarms: vid, night, the\n"
-"alarm's time, the session's multipath_fixes, and the session's parked fixes\n"
-"up to the alarm.\n"
+"Figures, per maker (the session's maker in TRUTH, with its threshold) and\n"
+"for all makers; one column per replay (the rules side by side).  The name in\n"
+"--json is in brackets.\n"
+"  sessions (vehicle-nights)  lines of TRUTH [sessions]\n"
+"  tows                 sessions with tow_m > 0 [tows]\n"
+"  detected             tows detected [detected]\n"
+"  recall               detected / tows [recall, 0 to 1; null without tows]\n"
+"  tows >= 2x threshold tows with tow_m >= 2 x the maker's threshold: tows a\n"
+"                       rule should never miss [tows_2x]\n"
+"  detected among them  [detected_2x]\n"
+"  recall_2x            detected among them / tows >= 2x threshold [recall_2x]\n"
+"  missed, masked       missed tows whose session raised a false alarm first\n"
+"                       [masked]\n"
+"  false alarms         every false alarm, not only a session's first\n"
+"                       [false_alarms]\n"
+"  false alarms per 10k false alarms x 10,000 / sessions\n"
+"                       [false_alarms_per_10k]\n"
+"  delay median, p95    over detected tows, the delay of each: the vehicle's\n"
+"                       reports with ts from moved_ms to the alarm's ts, both\n"
+"                       included (an alarm on the second fix at the new spot:\n"
+"                       2); by nearest rank, the ceil(n x p)-th smallest\n"
+"                       [delay_median, delay_p95; null without detections]\n"
+"Per replay:\n"
+"  alarms               alarms raised [alarms]\n"
+"  stale / rejected     reports the detector refused: not newer than the\n"
+"                       vehicle's last one / invalid [stale, rejected]\n"
+"  ns/report            the core's replay loop (vehicle lookup in the\n"
+"                       worker's hash table and hc_detect_step, from memory)\n"
+"                       per report; reading and scoring not included.  It\n"
+"                       varies with the machine and its load [ns_per_report]\n"
+"\n");
+    fprintf(f,
+"--failures N lists, per replay, up to N missed tows, in TRUTH's order: vid\n"
+"[vid; line: TRUTH's line], night, tow_m, the maker's threshold\n"
+"[threshold_m], fixes sent before and after the tow (fixes - after_fixes,\n"
+"after_fixes) [fixes_before, fixes_after], the gap from the last fix before\n"
+"the new spot to the first at it, marked \"gap\" when over twice the median\n"
+"interval of the session's parked fixes [gap_ms, in_gap; null when it\n"
+"cannot be told], the reports the replay saw at the new spot, ts from\n"
+"moved_ms to end_ms [seen_at_new_spot], and the time of the false alarm\n"
+"that masked it [masked_by]; then up to N false alarms: vid, night, the\n"
+"alarm's time [alarm_time, alarm_ts], the session's multipath_fixes, its\n"
+"parked fixes up to the alarm [fixes_so_far], and whether the session has\n"
+"a tow later [towed].  --json also gives missed_total and\n"
+"false_alarms_total.\n"
 "\n"
 "--hubcapd DIR needs a freshly started hubcapd (one that has seen no vehicle:\n"
-"an empty data dir) with the same detect.window, n1 and n2, and every report\n"
-"of STREAM must name a maker.  Over the control socket it sets the threshold\n"
-"(threshold.set) and the rule (rule.set) of every maker of STREAM and TRUTH;\n"
-"sends STREAM's frames as they are over one TCP connection to the msgpack port\n"
-"named in DIR/hubcapd.json; waits until hubcapd's workers have taken every\n"
-"report and alarms.log holds every alarm raised (giving up after %d s with\n"
-"no progress); then scores the new lines of alarms.log beside the core's\n"
-"replay of the same rule, and says whether hubcapd's alarms are exactly the\n"
-"core's (the same vehicles and ts).\n"
+"an empty data dir) with the same detect.window, n1 and n2 and the robust\n"
+"rule's default parameters, and every report of STREAM must name a maker.\n"
+"Over the control socket it sets the threshold (threshold.set) and the rule\n"
+"(rule.set) of every maker of STREAM and TRUTH; sends STREAM's frames as they\n"
+"are over one TCP connection to the msgpack port named in DIR/hubcapd.json;\n"
+"waits until hubcapd's workers have taken every report and alarms.log holds\n"
+"every alarm raised (giving up after %d s with no progress); then scores\n"
+"the new lines of alarms.log beside the core's replay of the same rule, and\n"
+"says whether hubcapd's alarms are exactly the core's (the same vehicles and\n"
+"ts) [hubcapd: same_alarms, only_hubcapd, only_core].\n"
 "\n"
 "Exit status: 0 done; 1 bad input (STREAM, TRUTH, thresholds), or hubcapd\n"
 "refused a setting or stopped taking reports; 2 usage error; 3 hubcapd could\n"
@@ -314,7 +332,9 @@ static void parse(struct opts *o, int argc, char **argv)
             if (o->default_m <= 0)
                 hc_cli_usage_error("--default-threshold wants meters greater than 0");
             break;
-        case O_WINDOW: o->det.window = (unsigned)hc_cli_uint("--window", optarg, 2, HC_WINDOW_MAX); break;
+        case O_WINDOW:
+            o->det.window = (unsigned)hc_cli_uint("--window", optarg, 2, HC_WINDOW_MAX);
+            break;
         case O_N1: o->det.n1 = (unsigned)hc_cli_uint("--n1", optarg, 2, HC_WINDOW_MAX); break;
         case O_N2:
             o->det.n2 = (unsigned)hc_cli_uint("--n2", optarg, 0, HC_WINDOW_MAX * HC_WINDOW_MAX);
@@ -407,6 +427,16 @@ static const char *vid_text(const struct eval *e, uint32_t v, char buf[HC_VID_MA
 }
 
 /* ---- makers and thresholds ------------------------------------------------- */
+
+static const char *maker_name(const struct eval *e, uint32_t maker)
+{
+    return hc_detector_maker_at(&e->names, maker)->name;
+}
+
+static double threshold_of(const struct eval *e, uint32_t maker)
+{
+    return hc_detector_maker_at(&e->names, maker)->threshold_m;
+}
 
 static uint32_t maker_index(struct eval *e, const char *name, size_t len)
 {
@@ -941,10 +971,6 @@ static void delays_into(struct figures *f, uint64_t *d, size_t n)
     }
 }
 
-static double threshold_of(const struct eval *e, uint32_t maker)
-{
-    return hc_detector_maker_at(&e->names, maker)->threshold_m;
-}
 
 /* The figures of every maker and of all of them, from the attributed alarms. */
 static void tally(struct eval *e, struct result *res)
@@ -956,40 +982,33 @@ static void tally(struct eval *e, struct result *res)
         quit(e, 1, "out of memory");
     struct figures *all = &res->fig[nm];
     for (size_t i = 0; i < res->n_al; i++)
-        res->fig[e->sess[res->al[i].session].maker].false_alarms += res->al[i].is_false;
+        if (res->al[i].is_false) {
+            res->fig[e->sess[res->al[i].session].maker].false_alarms++;
+            all->false_alarms++;
+        }
     for (size_t i = 0; i < e->n_sess; i++) {
         const struct session *s = &e->sess[i];
-        struct figures *f = &res->fig[s->maker];
-        f->sessions++;
-        delay[i] = UINT64_MAX;
-        if (s->tow_m == 0)
-            continue;
-        int big = s->tow_m >= 2 * threshold_of(e, s->maker);
-        f->tows++;
-        f->tows2x += (uint64_t)big;
-        if (res->first_false[i] >= 0) {
-            f->masked++;
-        } else if (res->hit[i] >= 0) {
-            f->detected++;
-            f->detected2x += (uint64_t)big;
-            delay[i] = reports_between(e, s->vid, s->moved, res->hit[i], 0);
+        int towed = s->tow_m > 0, big = towed && s->tow_m >= 2 * threshold_of(e, s->maker);
+        int masked = towed && res->first_false[i] >= 0;
+        int hit = towed && !masked && res->hit[i] >= 0;
+        struct figures *f[2] = { &res->fig[s->maker], all };
+        for (int k = 0; k < 2; k++) {
+            f[k]->sessions++;
+            f[k]->tows += (uint64_t)towed;
+            f[k]->tows2x += (uint64_t)big;
+            f[k]->masked += (uint64_t)masked;
+            f[k]->detected += (uint64_t)hit;
+            f[k]->detected2x += (uint64_t)(hit && big);
         }
+        delay[i] = hit ? reports_between(e, s->vid, s->moved, res->hit[i], 0) : UINT64_MAX;
     }
     for (unsigned m = 0; m <= nm; m++) {
         size_t n = 0;
+        if (m < nm && res->fig[m].sessions == 0)
+            continue;
         for (size_t i = 0; i < e->n_sess; i++)
             if (delay[i] != UINT64_MAX && (m == nm || e->sess[i].maker == m))
                 pick[n++] = delay[i];
-        if (m < nm) {
-            const struct figures *f = &res->fig[m];
-            all->sessions += f->sessions;
-            all->tows += f->tows;
-            all->detected += f->detected;
-            all->tows2x += f->tows2x;
-            all->detected2x += f->detected2x;
-            all->masked += f->masked;
-            all->false_alarms += f->false_alarms;
-        }
         delays_into(&res->fig[m], pick, n);
     }
     free(delay);
@@ -1034,8 +1053,8 @@ static json_t *missed_json(const struct eval *e, const struct result *res, size_
     const struct session *s = &e->sess[i];
     int64_t gap = -1;
     int in_gap = tow_gap(e, s, &gap);
-    json_t *j = json_pack("{s:s, s:I, s:I, s:f, s:f, s:I, s:I, s:o, s:o, s:I}",
-                          "vid", vid_text(e, s->vid, vid), "line", (json_int_t)s->line,
+    json_t *j = json_pack("{s:o, s:I, s:I, s:f, s:f, s:I, s:I, s:o, s:o, s:I}",
+                          "vid", hc_json_vid(vid_text(e, s->vid, vid)), "line", (json_int_t)s->line,
                           "night", (json_int_t)s->night, "tow_m", s->tow_m,
                           "threshold_m", threshold_of(e, s->maker),
                           "fixes_before", (json_int_t)(s->fixes - s->after),
@@ -1054,8 +1073,8 @@ static json_t *false_json(const struct eval *e, const struct alarm *a)
 {
     char vid[HC_VID_MAX + 1], t[HC_TIME_LEN];
     const struct session *s = &e->sess[a->session];
-    return json_pack("{s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:b}", "vid",
-                     vid_text(e, s->vid, vid), "line", (json_int_t)s->line,
+    return json_pack("{s:o, s:I, s:I, s:I, s:s, s:I, s:I, s:b}", "vid",
+                     hc_json_vid(vid_text(e, s->vid, vid)), "line", (json_int_t)s->line,
                      "night", (json_int_t)s->night, "alarm_ts", (json_int_t)a->ts,
                      "alarm_time", hc_time_format(a->ts, 1, t),
                      "multipath_fixes", (json_int_t)s->multipath,
@@ -1143,8 +1162,8 @@ static unsigned scored_makers(const struct eval *e, uint32_t *out)
     for (unsigned i = 0; i < e->names.n_makers; i++)
         if (e->used[i] & USED_TRUTH) {
             unsigned k = n++;
-            const char *name = hc_detector_maker_at(&e->names, i)->name;
-            while (k > 0 && strcmp(hc_detector_maker_at(&e->names, out[k - 1])->name, name) > 0) {
+            const char *name = maker_name(e, i);
+            while (k > 0 && strcmp(maker_name(e, out[k - 1]), name) > 0) {
                 out[k] = out[k - 1];
                 k--;
             }
@@ -1159,7 +1178,7 @@ static json_t *result_json(const struct eval *e, const struct result *res, const
     json_t *makers = json_array();
     for (unsigned k = 0; k < n_mk; k++) {
         json_t *m = figures_json(&res->fig[mk[k]]);
-        json_object_set_new(m, "maker", json_string(hc_detector_maker_at(&e->names, mk[k])->name));
+        json_object_set_new(m, "maker", hc_json_maker(maker_name(e, mk[k])));
         json_object_set_new(m, "threshold_m", json_real(threshold_of(e, mk[k])));
         json_array_append_new(makers, m);
     }
@@ -1180,9 +1199,9 @@ static json_t *summary_json(const struct eval *e, const uint32_t *mk, unsigned n
     json_t *thr = json_array(), *runs = json_array();
     for (unsigned i = 1; i < e->names.n_makers; i++)
         if (e->used[i])
-            json_array_append_new(thr, json_pack("{s:s, s:f, s:s}", "maker",
-                                                 hc_detector_maker_at(&e->names, i)->name,
-                                                 "threshold_m", threshold_of(e, i), "source",
+            json_array_append_new(thr, json_pack("{s:o, s:f, s:s}", "maker",
+                                                 hc_json_maker(maker_name(e, i)), "threshold_m",
+                                                 threshold_of(e, i), "source",
                                                  src_name[e->src[i]]));
     for (int i = 0; i < e->n_res; i++)
         json_array_append_new(runs, result_json(e, &e->res[i], mk, n_mk));
@@ -1281,7 +1300,7 @@ static void print_table(const struct eval *e, const uint32_t *mk, unsigned n_mk)
            e->o.det.n2);
     for (unsigned i = 1; i < e->names.n_makers; i++)
         if (e->used[i])
-            printf(" %s %.2f m (%s)", hc_detector_maker_at(&e->names, i)->name,
+            printf(" %s %.2f m (%s)", maker_name(e, i),
                    threshold_of(e, i), src_name[e->src[i]]);
     printf("\n\n  %-26s", "");
     for (int k = 0; k < e->n_res; k++) {
@@ -1291,7 +1310,7 @@ static void print_table(const struct eval *e, const uint32_t *mk, unsigned n_mk)
     print_block(e, "all makers", e->names.n_makers);
     for (unsigned k = 0; k < n_mk; k++) {
         snprintf(title, sizeof(title), "%s (threshold %.2f m)",
-                 hc_detector_maker_at(&e->names, mk[k])->name, threshold_of(e, mk[k]));
+                 maker_name(e, mk[k]), threshold_of(e, mk[k]));
         print_block(e, title, mk[k]);
     }
     printf("\n  %-26s", "alarms");
@@ -1439,8 +1458,9 @@ static void daemon_configure(struct eval *e, const char *sock, enum hc_rule rule
     for (unsigned i = 1; i < e->names.n_makers; i++) {
         if (!e->used[i])
             continue;
-        const char *name = hc_detector_maker_at(&e->names, i)->name;
-        json_object_set_new(thr, name, json_real(threshold_of(e, i)));
+        const char *name = maker_name(e, i);
+        if (json_object_set_new(thr, name, json_real(threshold_of(e, i))) < 0)
+            quit(e, 1, "maker '%s' is not UTF-8: the control socket cannot name it", name);
         json_object_set_new(rules, name, json_string(hc_rule_name(rule)));
     }
     if (json_object_size(thr) == 0) {
