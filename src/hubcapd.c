@@ -571,11 +571,9 @@ static int ask_worker(struct daemon *d, unsigned i, const struct hc_wreq *proto,
         snprintf(d->ctl_error, sizeof(d->ctl_error), "out of memory");
         return -1;
     }
-    r->meters = proto->meters;
-    r->on = proto->on;
-    r->alarming = proto->alarming;
-    r->alarm_off = proto->alarm_off;
-    r->limit = proto->limit;
+    /* The whole question, field for field (a field copied by name is a
+     * field a new request kind can forget). */
+    memcpy(r, proto, offsetof(struct hc_wreq, rc));
     int c = hc_worker_call(&d->workers[i], r, WORKER_TIMEOUT_MS);
     if (c == -ETIMEDOUT) {          /* not carried out; the worker frees it */
         snprintf(d->ctl_error, sizeof(d->ctl_error), "worker %u did not take the request"

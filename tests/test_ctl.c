@@ -486,6 +486,11 @@ Test(ctl, rule_set_switches_a_maker_live_and_outlives_a_restart)
     cr_assert(HAS_LINE(r.out, "acme", "seed", "live"), "%s", r.out);
     fixes("PARK-R", "acme", 16, 1, LAT, LON, 15);
     wait_alarms_of("PARK-R", 1);
+    /* And back: the workers really decide by the rule named. */
+    EXPECT(0, "rule", "set", "acme", "robust");
+    fixes("PARK-S", "acme", 0, 20, LAT, LON, 15);
+    cr_assert_eq(alarms_of("PARK-S", NULL, 0), 0);
+    EXPECT(0, "rule", "set", "acme", "seed");
 
     cr_assert_eq(daemon_stop(&d), 0);
     daemon_start(&d, sets);

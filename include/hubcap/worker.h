@@ -78,6 +78,7 @@ struct hc_vehicle_info {
 };
 
 struct hc_wreq {
+    /* the question: everything before rc (copied as one block) */
     int kind;                   /* enum hc_wreq_kind */
     char key[HC_VID_MAX + 1];   /* vid or maker, NUL-terminated */
     double meters;              /* THRESHOLD_SET */
