@@ -220,21 +220,35 @@ static const struct opt opts[] = {
      "and an after the move) or seed (more than N2 pairs farther apart than "
      "the threshold). docs/DETECTION.md compares them on the standard "
      "scenario."},
-    {"detect", "robust_after", OPT_UINT, "2", FIELD(robust_after),
+    {"detect", "robust_after", OPT_UINT, "4", FIELD(robust_after),
      2, HC_WINDOW_MAX - 2, 0,
-     "Robust rule: positions at the new spot, all within the threshold of "
-     "each other, before a move is reported. 2 reports a tow on the second "
-     "fix after it, as the seed rule does."},
+     "Robust rule: the most fixes at the new spot a move waits for. Two "
+     "fixes report it when they lie within robust_tight_percent of the "
+     "threshold of each other and farther than robust_far_percent of it "
+     "from the old spot; three, when they lie that close and farther than "
+     "the threshold; robust_after of them, when they lie within the "
+     "threshold of each other. robust_after + robust_before must not "
+     "exceed detect.window."},
     {"detect", "robust_before", OPT_UINT, "3", FIELD(robust_before),
      2, HC_WINDOW_MAX - 2, 0,
-     "Robust rule: positions before the move the window must still hold. "
-     "robust_after + robust_before must not exceed detect.window."},
+     "Robust rule: positions from before the move the window must still "
+     "hold, strays not counted."},
     {"detect", "robust_share_percent", OPT_UINT, "80", FIELD(robust_share_pct),
      1, 100, 0,
-     "Robust rule: each position after the move must be farther than the "
-     "threshold from at least this share of the positions before it, so a "
-     "stray among them does not hide a move and slow drift does not make "
-     "one."},
+     "Robust rule: each fix at the new spot must be that far from at least "
+     "this share of the positions before the move, so a stray among them "
+     "does not hide a move and slow drift does not make one."},
+    {"detect", "robust_tight_percent", OPT_UINT, "25", FIELD(robust_tight_pct),
+     1, 100, 0,
+     "Robust rule: how close, as a share of the threshold, fixes at the new "
+     "spot must lie to each other to report a move on the second or third "
+     "fix. Parked fixes of one receiver lie that close; two or three "
+     "multipath strays seldom do."},
+    {"detect", "robust_far_percent", OPT_UINT, "400", FIELD(robust_far_pct),
+     100, 10000, 0,
+     "Robust rule: how far, as a share of the threshold, two fixes at the "
+     "new spot must be from the old spot to report a move on the second "
+     "fix. Nearer moves wait for a third."},
 
     {"store", "commit_interval_ms", OPT_UINT, "10", FIELD(commit_interval_ms),
      1, 60000, 0,
@@ -1329,6 +1343,8 @@ void hc_config_detect(const struct hc_config *c, struct hc_detect_config *d)
     d->robust_after = c->robust_after;
     d->robust_before = c->robust_before;
     d->robust_share = c->robust_share_pct / 100.0;
+    d->robust_tight = c->robust_tight_pct / 100.0;
+    d->robust_far = c->robust_far_pct / 100.0;
 }
 
 int hc_config_remove_channel(struct hc_config *c, const char *name)

@@ -44,9 +44,11 @@ void hc_detect_config_default(struct hc_detect_config *c)
     c->n2 = 15;
     c->default_threshold_m = 100.0;
     c->rule = HC_RULE_ROBUST;
-    c->robust_after = 2;
+    c->robust_after = 4;
     c->robust_before = 3;
     c->robust_share = 0.8;
+    c->robust_tight = 0.25;
+    c->robust_far = 4.0;
 }
 
 static int threshold_ok(double m)
@@ -67,7 +69,9 @@ int hc_detect_config_check(const struct hc_detect_config *c)
     if (c->robust_after < 2 || c->robust_before < 2 ||
         c->robust_after + c->robust_before > c->window)
         return HC_ECONFIG;
-    if (!(c->robust_share > 0.0 && c->robust_share <= 1.0))
+    if (!(c->robust_share > 0.0 && c->robust_share <= 1.0) ||
+        !(c->robust_tight > 0.0 && c->robust_tight <= 1.0) ||
+        !(c->robust_far >= 1.0 && c->robust_far <= 100.0))
         return HC_ECONFIG;
     if (!threshold_ok(c->default_threshold_m))
         return HC_ETHRESHOLD;
@@ -248,7 +252,18 @@ static unsigned share_of(double share, unsigned n)
     return (unsigned)ceil(share * n - 1e-9);
 }
 
-bool hc_robust_moved(const uint64_t *rows, unsigned n, const struct hc_detect_config *c)
+/* Whether every position of set (time-order bits) is farther, by the
+ * matrix rows, than the limit from at least need positions of before. */
+static bool each_far_from(const uint64_t *rows, uint64_t set, uint64_t before, unsigned need)
+{
+    for (; set; set &= set - 1)
+        if ((unsigned)__builtin_popcountll(rows[__builtin_ctzll(set)] & before) < need)
+            return false;
+    return true;
+}
+
+bool hc_robust_moved(const struct hc_robust_rows *x, unsigned n,
+                     const struct hc_detect_config *c)
 {
     if (n < 2)
         return false;
@@ -256,7 +271,7 @@ bool hc_robust_moved(const uint64_t *rows, unsigned n, const struct hc_detect_co
     /* A position far from every other one is a stray: it takes no part. */
     uint64_t keep = 0;
     for (unsigned i = 0; i < n; i++)
-        if ((rows[i] | (uint64_t)1 << i) != all)
+        if ((x->near[i] | (uint64_t)1 << i) != all)
             keep |= (uint64_t)1 << i;
     if (!(keep >> (n - 1) & 1))
         return false;
@@ -265,21 +280,27 @@ bool hc_robust_moved(const uint64_t *rows, unsigned n, const struct hc_detect_co
     /* Try every split of the kept positions into an older "before" and a
      * newer "after", growing the after group from the newest backwards. */
     uint64_t after = 0, before = keep;
-    for (unsigned a = 1; a + c->robust_before <= m; a++) {
+    bool tight = true;
+    for (unsigned a = 1; a <= c->robust_after && a + c->robust_before <= m; a++) {
         unsigned j = 63u - (unsigned)__builtin_clzll(before);
         /* The after group must stay within the threshold of itself; once
          * two of its positions are apart, every larger group is too. */
-        if (rows[j] & after)
+        if (x->near[j] & after)
             return false;
+        tight = tight && !(x->tight[j] & after);
         after |= (uint64_t)1 << j;
         before &= ~((uint64_t)1 << j);
-        if (a < c->robust_after)
-            continue;
         unsigned need = share_of(c->robust_share, m - a);
-        uint64_t t = after;
-        while (t && (unsigned)__builtin_popcountll(rows[__builtin_ctzll(t)] & before) >= need)
-            t &= t - 1;
-        if (!t)
+        /* The evidence a move needs falls as fixes gather at the new spot.
+         * Two fixes that sit as close as parked fixes do and far beyond
+         * anywhere the vehicle was: a tow (two strays rarely line up so).
+         * Three such, anywhere past the threshold.  robust_after of them,
+         * anywhere within the threshold of each other. */
+        if (a == 2 && tight && each_far_from(x->far, after, before, need))
+            return true;
+        if (a == 3 && tight && each_far_from(x->near, after, before, need))
+            return true;
+        if (a == c->robust_after && each_far_from(x->near, after, before, need))
             return true;
     }
     return false;
@@ -342,9 +363,12 @@ static bool moved(const struct hc_detector *d, const struct hc_window *w,
         return w->len >= c->n1 && w->pairs > c->n2;
     if (row < share_of(c->robust_share, c->robust_before) || row + 2 > w->len)
         return false;
-    uint64_t rows[HC_WINDOW_MAX];
-    hc_window_rows(w, d->kernel, limit, rows);
-    return hc_robust_moved(rows, w->len, c);
+    struct hc_robust_rows x;
+    double t = hc_geo_chord2_to_m(limit);
+    hc_window_rows(w, d->kernel, limit, x.near);
+    hc_window_rows(w, d->kernel, hc_geo_chord2_limit(t * c->robust_tight), x.tight);
+    hc_window_rows(w, d->kernel, hc_geo_chord2_limit(t * c->robust_far), x.far);
+    return hc_robust_moved(&x, w->len, c);
 }
 
 int hc_detect_step(struct hc_detector *d, struct hc_vehicle *v,

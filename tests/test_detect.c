@@ -367,9 +367,11 @@ Test(robust, defaults)
     struct hc_detect_config c;
     hc_detect_config_default(&c);
     cr_assert_eq(c.rule, HC_RULE_ROBUST);
-    cr_assert_eq(c.robust_after, 2);
+    cr_assert_eq(c.robust_after, 4);
     cr_assert_eq(c.robust_before, 3);
     cr_assert_float_eq(c.robust_share, 0.8, 1e-12);
+    cr_assert_float_eq(c.robust_tight, 0.25, 1e-12);
+    cr_assert_float_eq(c.robust_far, 4.0, 1e-12);
     cr_assert_str_eq(hc_rule_name(HC_RULE_SEED), "seed");
     cr_assert_str_eq(hc_rule_name(HC_RULE_ROBUST), "robust");
     enum hc_rule r;
@@ -431,14 +433,16 @@ Test(robust, slow_drift_never_alarms)
     cr_assert_eq(alarms, 1, "the seed rule counts the far ends of the drift");
 }
 
-Test(robust, a_short_tow_soon_after_parking_alarms_at_once)
+Test(robust, a_short_tow_soon_after_parking_alarms_on_the_third_fix)
 {
-    /* Three fixes parked, then 80 m (a car moved round the corner). */
+    /* Three fixes parked, then 80 m (a car moved round the corner): past
+     * the threshold but not 4 thresholds, so a third fix confirms it. */
     double la, lo;
     park(3);
     spot(80, 2.5, &la, &lo);
     cr_assert_eq(fix_at(la, lo, 0), 0);
-    cr_assert_eq(fix_at(la, lo, 1), HC_DETECT_ALARM);
+    cr_assert_eq(fix_at(la, lo, 1), 0);
+    cr_assert_eq(fix_at(la, lo, 2), HC_DETECT_ALARM);
 
     /* The seed rule waits for N1 = 10 positions and 3 x 6 > 15 pairs. */
     restart_with(HC_RULE_SEED);
@@ -523,45 +527,60 @@ Test(robust, rule_changes_apply_per_maker_without_a_recount)
     cr_assert_eq(fix_at(LAT, LON, 0), HC_DETECT_ALARM);
 }
 
-/* Rows of an exceed matrix from a list of exceeding pairs. */
-static void matrix(uint64_t *rows, unsigned n, const unsigned (*pairs)[2], size_t np)
+/* The three exceed matrices of positions given in metres on a local
+ * plane (east, north), as hc_window_rows makes them for threshold t. */
+static void rows_of(const double (*p)[2], unsigned n, double t, const struct hc_detect_config *c,
+                    struct hc_robust_rows *x)
 {
-    memset(rows, 0, n * sizeof(*rows));
-    for (size_t i = 0; i < np; i++) {
-        rows[pairs[i][0]] |= (uint64_t)1 << pairs[i][1];
-        rows[pairs[i][1]] |= (uint64_t)1 << pairs[i][0];
-    }
+    memset(x, 0, sizeof(*x));
+    for (unsigned i = 0; i < n; i++)
+        for (unsigned j = 0; j < n; j++) {
+            double d = hypot(p[i][0] - p[j][0], p[i][1] - p[j][1]);
+            x->near[i] |= (uint64_t)(d > t) << j;
+            x->tight[i] |= (uint64_t)(d > t * c->robust_tight) << j;
+            x->far[i] |= (uint64_t)(d > t * c->robust_far) << j;
+        }
+}
+
+static bool moved_at(const double (*p)[2], unsigned n, const struct hc_detect_config *c)
+{
+    struct hc_robust_rows x;
+    rows_of(p, n, 35.0, c, &x);
+    return hc_robust_moved(&x, n, c);
 }
 
 Test(robust, the_decision_on_hand_made_windows)
 {
     struct hc_detect_config c;
     hc_detect_config_default(&c);
-    uint64_t rows[8];
-    /* 0 1 2 before, 3 4 after: every cross pair exceeds. */
-    static const unsigned tow[][2] = { {0, 3}, {1, 3}, {2, 3}, {0, 4}, {1, 4}, {2, 4} };
-    matrix(rows, 5, tow, 6);
-    cr_assert(hc_robust_moved(rows, 5, &c));
-    /* The after positions apart from each other: not a place. */
-    static const unsigned apart[][2] = { {0, 3}, {1, 3}, {2, 3}, {0, 4}, {1, 4}, {2, 4},
-                                         {3, 4} };
-    matrix(rows, 5, apart, 7);
-    cr_assert_not(hc_robust_moved(rows, 5, &c));
-    /* Only one position after: no. */
-    static const unsigned one[][2] = { {0, 4}, {1, 4}, {2, 4}, {3, 4} };
-    matrix(rows, 5, one, 4);
-    cr_assert_not(hc_robust_moved(rows, 5, &c));
-    /* A stray (1) before the move is left out: 0 2 3 before, 4 5 after. */
-    static const unsigned stray[][2] = { {1, 0}, {1, 2}, {1, 3}, {1, 4}, {1, 5},
-                                         {0, 4}, {2, 4}, {3, 4}, {0, 5}, {2, 5}, {3, 5} };
-    matrix(rows, 6, stray, 11);
-    cr_assert(hc_robust_moved(rows, 6, &c));
-    /* The after positions close to one before position of five: 4 of 5
-     * is the share 0.8 needs. */
-    static const unsigned share[][2] = { {0, 5}, {1, 5}, {2, 5}, {3, 5}, {0, 6}, {1, 6},
-                                         {2, 6}, {3, 6} };
-    matrix(rows, 7, share, 8);
-    cr_assert(hc_robust_moved(rows, 7, &c));
+    /* Threshold 35 m: tight is 8.75 m, far 140 m. */
+    static const double far[][2] = { {0, 0}, {2, 0}, {0, 2}, {200, 0}, {201, 1} };
+    cr_assert_not(moved_at(far, 4, &c), "one fix at the new spot");
+    cr_assert(moved_at(far, 5, &c), "two, tight and far");
+
+    static const double near[][2] = { {0, 0}, {2, 0}, {0, 2}, {80, 0}, {81, 1}, {80, 2} };
+    cr_assert_not(moved_at(near, 5, &c), "two tight but within 4 thresholds: wait");
+    cr_assert(moved_at(near, 6, &c), "three tight past the threshold");
+
+    static const double loose[][2] = { {0, 0}, {2, 0}, {0, 2}, {200, 0}, {200, 20},
+                                       {210, 10}, {195, 15} };
+    cr_assert_not(moved_at(loose, 5, &c), "two 20 m apart: not tight");
+    cr_assert_not(moved_at(loose, 6, &c), "three, not tight");
+    cr_assert(moved_at(loose, 7, &c), "robust_after (4) within the threshold");
+
+    static const double apart[][2] = { {0, 0}, {2, 0}, {0, 2}, {200, 0}, {260, 0}, {200, 50} };
+    cr_assert_not(moved_at(apart, 6, &c), "fixes at the new spot apart from each other");
+
+    /* A stray (300, 300) among them takes no part. */
+    static const double stray[][2] = { {0, 0}, {2, 0}, {300, 300}, {0, 2}, {200, 0}, {201, 1} };
+    cr_assert(moved_at(stray, 6, &c));
+    /* Too few before: two positions and a stray. */
+    cr_assert_not(moved_at(stray + 1, 5, &c));
+
+    /* Share: 4 of 5 before positions far is the 0.8 needed; 0.9 is not. */
+    static const double share[][2] = { {0, 0}, {2, 0}, {0, 2}, {1, 1}, {170, 0},
+                                       {200, 0}, {201, 1} };
+    cr_assert(moved_at(share, 7, &c));
     c.robust_share = 0.9;
-    cr_assert_not(hc_robust_moved(rows, 7, &c));
+    cr_assert_not(moved_at(share, 7, &c));
 }

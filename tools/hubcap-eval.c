@@ -1423,6 +1423,8 @@ static void daemon_check(struct eval *e, const char *sock)
         { "window", (long)c->window }, { "n1", (long)c->n1 }, { "n2", (long)c->n2 },
         { "robust_after", (long)c->robust_after }, { "robust_before", (long)c->robust_before },
         { "robust_share_percent", lround(c->robust_share * 100) },
+        { "robust_tight_percent", lround(c->robust_tight * 100) },
+        { "robust_far_percent", lround(c->robust_far * 100) },
     };
     char diff[600] = "", sets[600] = "";
     size_t dl = 0, sl = 0;

@@ -95,6 +95,8 @@ struct hc_config {
     unsigned robust_after;
     unsigned robust_before;
     unsigned robust_share_pct;          /* 1..100 */
+    unsigned robust_tight_pct;          /* 1..100 */
+    unsigned robust_far_pct;            /* 100..10000 */
     /* [store] */
     unsigned commit_interval_ms;
     unsigned sync_interval_ms;          /* 0: fsync every commit */

@@ -16,10 +16,13 @@
  *     seed: once the window holds >= N1 positions and more than N2 pairs
  *     exceed the threshold, the vehicle has moved;
  *     robust: leaving out positions with no neighbour within the threshold
- *     (strays), the window splits in time into a before and an after of at
- *     least robust_before and robust_after positions, the after positions
- *     all within the threshold of each other and each farther than it from
- *     at least robust_share of the before positions;
+ *     (strays), the window splits in time into a before of at least
+ *     robust_before positions and an after at the new spot, each after
+ *     position farther than the threshold from at least robust_share of
+ *     the before ones; 2 after positions within robust_tight x the
+ *     threshold of each other and farther than robust_far x it, or 3 within
+ *     robust_tight x it, or robust_after within the threshold (see
+ *     docs/DETECTION.md);
  *   - a move raises one alarm for the session (unless the vehicle's alarm
  *     switch is off).
  *
@@ -88,15 +91,19 @@ struct hc_detect_config {
     unsigned n2;                /* seed: moved when exceeding pairs > n2 (W-1) */
     double default_threshold_m; /* for makers without one (100 m) */
     enum hc_rule rule;          /* for makers without one of their own */
-    unsigned robust_after;      /* robust: positions after the move (2) */
+    unsigned robust_after;      /* robust: most positions a move waits for (4) */
     unsigned robust_before;     /* robust: positions before the move (3) */
     double robust_share;        /* robust: share of the before positions each
                                  * after position must be far from (0.8) */
+    double robust_tight;        /* robust: "as close as parked fixes", a
+                                 * fraction of the threshold (0.25) */
+    double robust_far;          /* robust: "far beyond", a multiple of the
+                                 * threshold (4) */
 };
 
 /* Fill c with the defaults: DESIGN.md's W 16, N1 10, N2 15, 100 m, and the
- * robust rule's 2 after, 3 before, share 0.8; the default rule is the one
- * docs/DETECTION.md's evaluation found better. */
+ * robust rule's 4 after, 3 before, share 0.8, tight 0.25, far 4; the
+ * default rule is the one docs/DETECTION.md's evaluation found better. */
 void hc_detect_config_default(struct hc_detect_config *c);
 
 /* 0 if c is usable, else HC_ECONFIG or HC_ETHRESHOLD. */
@@ -154,11 +161,18 @@ int hc_detector_set_rule(struct hc_detector *d, const char *name, size_t len,
 /* Return maker to the default rule; 0, or -ENOENT if unknown. */
 int hc_detector_unset_rule(struct hc_detector *d, const char *name, size_t len);
 
-/* The robust rule on a window's exceed matrix (hc_window_rows: n rows in
- * time order, the newest last): true when the newest position ends a
- * move as the rule defines it, with the parameters of c.  Exposed for
- * tests; hc_detect_step calls it. */
-bool hc_robust_moved(const uint64_t *rows, unsigned n, const struct hc_detect_config *c);
+/* The robust rule on a window's exceed matrices (hc_window_rows: n rows
+ * in time order, the newest last, at the threshold, at robust_tight x it
+ * and at robust_far x it): true when the newest position ends a move as
+ * the rule defines it, with the parameters of c.  Exposed for tests;
+ * hc_detect_step calls it. */
+struct hc_robust_rows {
+    uint64_t near[HC_WINDOW_MAX];   /* farther apart than the threshold */
+    uint64_t tight[HC_WINDOW_MAX];  /* than robust_tight x the threshold */
+    uint64_t far[HC_WINDOW_MAX];    /* than robust_far x the threshold */
+};
+bool hc_robust_moved(const struct hc_robust_rows *x, unsigned n,
+                     const struct hc_detect_config *c);
 
 static inline const struct hc_maker *hc_detector_maker_at(const struct hc_detector *d,
                                                            unsigned i)
