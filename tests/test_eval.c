@@ -253,11 +253,12 @@ static char *slurp(const char *path)
     return buf;
 }
 
-/* Run the tool with args (NULL-terminated), capturing stdout and stderr. */
-static struct outcome run_tool(const char *const *args)
+/* Run the program named by the environment variable env with args
+ * (NULL-terminated), capturing stdout and stderr. */
+static struct outcome run_bin(const char *env, const char *const *args)
 {
-    const char *bin = getenv("HUBCAP_EVAL");
-    cr_assert_not_null(bin, "set HUBCAP_EVAL to the hubcap-eval binary");
+    const char *bin = getenv(env);
+    cr_assert_not_null(bin, "set %s to the binary", env);
     const char *argv[64];
     int n = 0;
     argv[n++] = bin;
@@ -290,7 +291,8 @@ static struct outcome run_tool(const char *const *args)
     return o;
 }
 
-#define RUN(...) run_tool((const char *const[]){ __VA_ARGS__, NULL })
+#define RUN(...) run_bin("HUBCAP_EVAL", (const char *const[]){ __VA_ARGS__, NULL })
+#define RUN_BIN(env, ...) run_bin(env, (const char *const[]){ __VA_ARGS__, NULL })
 
 static void outcome_free(struct outcome *o)
 {
@@ -756,5 +758,49 @@ Test(eval, no_hubcapd_exits_3)
                            "--threshold", "bolt=40", path_in("s.msgpack"), path_in("t.csv"));
     cr_assert_eq(o.status, 3, "stderr: %s", o.err);
     cr_assert(strstr(o.err, "is hubcapd running with --data-dir"), "%s", o.err);
+    outcome_free(&o);
+}
+
+/* The committed standard scenario, measured as an operator would: thresholds
+ * from hubcap-calibrate --pick trimmed on the scenario's own calibration
+ * set, then both rules replayed.  These are the robust rule's floors
+ * (docs/DETECTION.md); the seed rule's figures are checked to be worse,
+ * which is why robust is the default. */
+Test(eval, the_standard_scenario_meets_the_robust_floors, .timeout = 550)
+{
+    char scn[4200];
+    const char *root = getenv("HUBCAP_SOURCE_ROOT");
+    cr_assert_not_null(root, "set HUBCAP_SOURCE_ROOT");
+    snprintf(scn, sizeof(scn), "%s/bench/scenarios/standard.ini", root);
+
+    struct outcome o = RUN_BIN("HUBCAP_SIM", "--scenario", scn, "--calibration", "--stream",
+                               path_in("cal.msgpack"), "-q");
+    cr_assert_eq(o.status, 0, "stderr: %s", o.err);
+    outcome_free(&o);
+    o = RUN_BIN("HUBCAP_CALIBRATE", "--json", "--pick", "trimmed", "-q", path_in("cal.msgpack"));
+    cr_assert_eq(o.status, 0, "stderr: %s", o.err);
+    write_text(path_in("thr.json"), o.out);
+    outcome_free(&o);
+    o = RUN_BIN("HUBCAP_SIM", "--scenario", scn, "--stream", path_in("std.msgpack"), "--truth",
+                path_in("std.csv"), "-q");
+    cr_assert_eq(o.status, 0, "stderr: %s", o.err);
+    outcome_free(&o);
+
+    o = RUN("--json", "--thresholds", path_in("thr.json"), path_in("std.msgpack"),
+            path_in("std.csv"));
+    cr_assert_eq(o.status, 0, "stderr: %s", o.err);
+    json_t *seed = json_object_get(run_of(o.json, 0), "overall");
+    json_t *robust = json_object_get(run_of(o.json, 1), "overall");
+    cr_assert_str_eq(json_string_value(json_object_get(run_of(o.json, 1), "rule")), "robust");
+    cr_assert_geq(num(robust, "sessions"), 10000, "at least 10,000 vehicle-nights");
+    double tow_rate = (double)num(robust, "tows") / (double)num(robust, "sessions");
+    cr_assert(tow_rate > 0.025 && tow_rate < 0.035, "about 3 %% tows: %g", tow_rate);
+
+    cr_assert_geq(real(robust, "recall_2x"), 0.995);
+    cr_assert_leq(real(robust, "false_alarms_per_10k"), 1.0);
+    cr_assert_leq(num(robust, "delay_median"), 2);
+
+    cr_assert_lt(real(robust, "false_alarms_per_10k"), real(seed, "false_alarms_per_10k"));
+    cr_assert_geq(real(robust, "recall_2x"), real(seed, "recall_2x"));
     outcome_free(&o);
 }
