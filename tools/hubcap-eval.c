@@ -67,7 +67,7 @@ struct opts {
     char **thr;                     /* --threshold MAKER=METERS, in order */
     int n_thr;
     uint64_t failures;
-    int json, quiet, tty;
+    int json, bench, quiet, tty;
 };
 
 /* One line of the truth file: a parking session (a vehicle-night). */
@@ -187,6 +187,8 @@ static void usage(FILE *f)
 "      --failures N           after the figures, up to N missed tows and up to N\n"
 "                             false alarms of each replay\n"
 "      --json                 one JSON object on stdout instead of the tables\n"
+"      --bench                also the overall figures as BENCH lines (the\n"
+"                             detection_quality benchmark reads them)\n"
 "  -q, --quiet                no progress line\n"
 "  -h, --help                 this text\n"
 "\n", truth_header);
@@ -304,7 +306,7 @@ static void check_detect(const struct hc_detect_config *c)
 static void parse(struct opts *o, int argc, char **argv)
 {
     enum { O_RULE = 256, O_THRS, O_THR, O_DEFAULT, O_WINDOW, O_N1, O_N2, O_HUBCAPD, O_SOCKET,
-           O_FAILURES, O_JSON };
+           O_FAILURES, O_JSON, O_BENCH };
     static const struct option lo[] = {
         { "rule", required_argument, 0, O_RULE }, { "thresholds", required_argument, 0, O_THRS },
         { "threshold", required_argument, 0, O_THR },
@@ -313,6 +315,7 @@ static void parse(struct opts *o, int argc, char **argv)
         { "n2", required_argument, 0, O_N2 }, { "hubcapd", required_argument, 0, O_HUBCAPD },
         { "socket", required_argument, 0, O_SOCKET },
         { "failures", required_argument, 0, O_FAILURES }, { "json", no_argument, 0, O_JSON },
+        { "bench", no_argument, 0, O_BENCH },
         { "quiet", no_argument, 0, 'q' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c, rule_given = 0, n2_given = 0;
@@ -344,6 +347,7 @@ static void parse(struct opts *o, int argc, char **argv)
         case O_SOCKET: o->socket = optarg; break;
         case O_FAILURES: o->failures = hc_cli_uint("--failures", optarg, 0, UINT32_MAX); break;
         case O_JSON: o->json = 1; break;
+        case O_BENCH: o->bench = 1; break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
         default: fprintf(stderr, "Try '%s --help'.\n", hc_cli_prog); exit(2);
@@ -1290,6 +1294,47 @@ static void print_failures(const struct eval *e, const struct result *res)
     json_decref(f);
 }
 
+/* The overall figures as BENCH lines, for the detection_quality benchmark:
+ * each replay's, then the seed rule's against the robust rule's. */
+static void print_bench(const struct eval *e)
+{
+    const struct result *seed = NULL, *robust = NULL;
+    for (int k = 0; k < e->n_res; k++) {
+        const struct result *r = &e->res[k];
+        const struct figures *f = &r->fig[e->names.n_makers];
+        char name[64];
+        if (e->daemon && !strcmp(r->engine, "core"))
+            continue;           /* a daemon run compares with the core below */
+        snprintf(name, sizeof(name), "quality_%s_%s", r->engine, hc_rule_name(r->rule));
+        printf("BENCH %s_recall %.2f %% (%llu of %llu tows)\n", name,
+               f->tows ? 100.0 * (double)f->detected / (double)f->tows : 0.0,
+               (unsigned long long)f->detected, (unsigned long long)f->tows);
+        printf("BENCH %s_recall_2x %.2f %% (%llu of %llu tows >= 2x threshold)\n", name,
+               f->tows2x ? 100.0 * (double)f->detected2x / (double)f->tows2x : 0.0,
+               (unsigned long long)f->detected2x, (unsigned long long)f->tows2x);
+        printf("BENCH %s_false_alarms %.1f per 10k vehicle-nights (%llu in %llu)\n", name,
+               f->sessions ? 1e4 * (double)f->false_alarms / (double)f->sessions : 0.0,
+               (unsigned long long)f->false_alarms, (unsigned long long)f->sessions);
+        printf("BENCH %s_delay %llu reports median, %llu p95\n", name,
+               (unsigned long long)f->delay_med, (unsigned long long)f->delay_p95);
+        if (r->ns_per_report >= 0)
+            printf("BENCH %s_cost %.1f ns/report\n", name, r->ns_per_report);
+        if (!strcmp(r->engine, "core"))
+            *(r->rule == HC_RULE_SEED ? &seed : &robust) = r;
+    }
+    if (e->daemon)
+        printf("BENCH quality_hubcapd_same_alarms %s (hubcapd's alarms are exactly the"
+               " core's)\n", json_is_true(json_object_get(e->daemon, "same_alarms")) ? "yes"
+               : "no");
+    if (!seed || !robust)
+        return;
+    const struct figures *s = &seed->fig[e->names.n_makers], *b = &robust->fig[e->names.n_makers];
+    printf("BENCH quality_false_alarms_seed_over_robust %llu / %llu (seed rule / robust rule)\n",
+           (unsigned long long)s->false_alarms, (unsigned long long)b->false_alarms);
+    printf("BENCH quality_cost_robust_over_seed %.2f x (ns/report)\n",
+           robust->ns_per_report / seed->ns_per_report);
+}
+
 static void print_table(const struct eval *e, const uint32_t *mk, unsigned n_mk)
 {
     char title[128];
@@ -1784,6 +1829,8 @@ int main(int argc, char **argv)
     } else {
         print_table(e, mk, n_mk);
     }
+    if (e->o.bench)
+        print_bench(e);
     fflush(stdout);
 
     for (int k = 0; k < e->n_res; k++) {
