@@ -262,8 +262,16 @@ static bool each_far_from(const uint64_t *rows, uint64_t set, uint64_t before, u
     return true;
 }
 
-bool hc_robust_moved(const struct hc_robust_rows *x, unsigned n,
-                     const struct hc_detect_config *c)
+/* Whether no two positions of set are farther apart than rows' limit. */
+static bool group_within(const uint64_t *rows, uint64_t set)
+{
+    for (uint64_t t = set; t; t &= t - 1)
+        if (rows[__builtin_ctzll(t)] & set)
+            return false;
+    return true;
+}
+
+bool hc_robust_moved(struct hc_robust_rows *x, unsigned n, const struct hc_detect_config *c)
 {
     if (n < 2)
         return false;
@@ -278,29 +286,37 @@ bool hc_robust_moved(const struct hc_robust_rows *x, unsigned n,
     unsigned m = (unsigned)__builtin_popcountll(keep);
 
     /* Try every split of the kept positions into an older "before" and a
-     * newer "after", growing the after group from the newest backwards. */
+     * newer "after" of at most robust_after, growing the after group from
+     * the newest backwards (a longer one would let strays that have become
+     * the window's oldest positions pose as the old spot). */
     uint64_t after = 0, before = keep;
-    bool tight = true;
     for (unsigned a = 1; a <= c->robust_after && a + c->robust_before <= m; a++) {
         unsigned j = 63u - (unsigned)__builtin_clzll(before);
         /* The after group must stay within the threshold of itself; once
          * two of its positions are apart, every larger group is too. */
         if (x->near[j] & after)
             return false;
-        tight = tight && !(x->tight[j] & after);
         after |= (uint64_t)1 << j;
         before &= ~((uint64_t)1 << j);
-        unsigned need = share_of(c->robust_share, m - a);
+        /* Every tier needs each after position farther than the threshold
+         * from robust_share of the before ones (far beyond it implies it). */
+        if (a < 2 || !each_far_from(x->near, after, before,
+                                    share_of(c->robust_share, m - a)))
+            continue;
+        if (x->more) {
+            x->more(x, x->ctx);
+            x->more = NULL;
+        }
         /* The evidence a move needs falls as fixes gather at the new spot.
          * Two fixes that sit as close as parked fixes do and far beyond
          * anywhere the vehicle was: a tow (two strays rarely line up so).
          * Three such, anywhere past the threshold.  robust_after of them,
          * anywhere within the threshold of each other. */
-        if (a == 2 && tight && each_far_from(x->far, after, before, need))
+        bool tight = group_within(x->tight, after);
+        if (a == 2 && tight &&
+            each_far_from(x->far, after, before, share_of(c->robust_share, m - a)))
             return true;
-        if (a == 3 && tight && each_far_from(x->near, after, before, need))
-            return true;
-        if (a == c->robust_after && each_far_from(x->near, after, before, need))
+        if ((a == 3 && tight) || a == c->robust_after)
             return true;
     }
     return false;
@@ -349,6 +365,24 @@ static void fill_alarm(const struct hc_detector *d, const struct hc_vehicle *v,
     a->latest_ts = r->ts;
 }
 
+struct robust_ctx {
+    const struct hc_detector *d;
+    const struct hc_window *w;
+    double limit;
+};
+
+/* The tight and far matrices, made only once a split passes the test at
+ * the threshold itself (an undetectable short move passes the cheap test
+ * below on every report, so this saves two thirds of its cost). */
+static void robust_more(struct hc_robust_rows *x, const void *ctx)
+{
+    const struct robust_ctx *r = ctx;
+    const struct hc_detect_config *c = &r->d->cfg;
+    double t = hc_geo_chord2_to_m(r->limit);
+    hc_window_rows(r->w, r->d->kernel, hc_geo_chord2_limit(t * c->robust_tight), x->tight);
+    hc_window_rows(r->w, r->d->kernel, hc_geo_chord2_limit(t * c->robust_far), x->far);
+}
+
 /* Whether the window, with its newest position of row `row`, shows a move
  * under rule.  The robust rule's full check is O(W^2), so it runs only when
  * the newest position could end a move at all: far from at least share of
@@ -363,11 +397,9 @@ static bool moved(const struct hc_detector *d, const struct hc_window *w,
         return w->len >= c->n1 && w->pairs > c->n2;
     if (row < share_of(c->robust_share, c->robust_before) || row + 2 > w->len)
         return false;
-    struct hc_robust_rows x;
-    double t = hc_geo_chord2_to_m(limit);
+    struct robust_ctx ctx = { d, w, limit };
+    struct hc_robust_rows x = { .more = robust_more, .ctx = &ctx };
     hc_window_rows(w, d->kernel, limit, x.near);
-    hc_window_rows(w, d->kernel, hc_geo_chord2_limit(t * c->robust_tight), x.tight);
-    hc_window_rows(w, d->kernel, hc_geo_chord2_limit(t * c->robust_far), x.far);
     return hc_robust_moved(&x, w->len, c);
 }
 

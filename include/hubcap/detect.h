@@ -170,9 +170,12 @@ struct hc_robust_rows {
     uint64_t near[HC_WINDOW_MAX];   /* farther apart than the threshold */
     uint64_t tight[HC_WINDOW_MAX];  /* than robust_tight x the threshold */
     uint64_t far[HC_WINDOW_MAX];    /* than robust_far x the threshold */
+    /* Fills tight and far when first needed (then set to NULL); NULL when
+     * they are filled already. */
+    void (*more)(struct hc_robust_rows *x, const void *ctx);
+    const void *ctx;
 };
-bool hc_robust_moved(const struct hc_robust_rows *x, unsigned n,
-                     const struct hc_detect_config *c);
+bool hc_robust_moved(struct hc_robust_rows *x, unsigned n, const struct hc_detect_config *c);
 
 static inline const struct hc_maker *hc_detector_maker_at(const struct hc_detector *d,
                                                            unsigned i)
