@@ -200,15 +200,17 @@ static const struct opt opts[] = {
      "pairwise."},
     {"detect", "n1", OPT_UINT, "10", FIELD(n1),
      2, HC_WINDOW_MAX, 0,
-     "N1: positions the window must hold before hubcap decides; a session "
-     "with fewer never raises an alarm. At most detect.window."},
+     "Seed rule: positions the window must hold before it decides (N1); a "
+     "session with fewer never raises an alarm. At most detect.window. The "
+     "robust rule has robust_before and robust_after instead."},
     {"detect", "n2", OPT_UINT, "0", FIELD(n2),
      0, HC_WINDOW_MAX * (HC_WINDOW_MAX - 1) / 2 - 1, 0,
-     "N2: the vehicle has moved when strictly more than N2 pairs in the "
-     "window are farther apart than its maker's threshold. 0 means "
+     "Seed rule: the vehicle has moved when strictly more than N2 pairs in "
+     "the window are farther apart than its maker's threshold. 0 means "
      "window - 1 (15 with the defaults), so one stray fix never raises an "
-     "alarm and two fixes after a real move do. Must be less than the number "
-     "of pairs in a full window, window x (window - 1) / 2."},
+     "alarm and two fixes after a real move do (two strays do too: the "
+     "robust rule's reason to be). Must be less than the number of pairs in "
+     "a full window, window x (window - 1) / 2."},
     {"detect", "default_threshold_m", OPT_METERS, "100", FIELD(default_threshold_m),
      0, 0, 0,
      "Drift threshold in meters for makers without one of their own in "
@@ -221,14 +223,14 @@ static const struct opt opts[] = {
      "the threshold). docs/DETECTION.md compares them on the standard "
      "scenario."},
     {"detect", "robust_after", OPT_UINT, "4", FIELD(robust_after),
-     2, HC_WINDOW_MAX - 2, 0,
+     4, HC_WINDOW_MAX - 2, 0,
      "Robust rule: the most fixes at the new spot a move waits for. Two "
      "fixes report it when they lie within robust_tight_percent of the "
      "threshold of each other and farther than robust_far_percent of it "
      "from the old spot; three, when they lie that close and farther than "
      "the threshold; robust_after of them, when they lie within the "
-     "threshold of each other. robust_after + robust_before must not "
-     "exceed detect.window."},
+     "threshold of each other. When any maker uses the robust rule, "
+     "robust_after + robust_before must not exceed detect.window."},
     {"detect", "robust_before", OPT_UINT, "3", FIELD(robust_before),
      2, HC_WINDOW_MAX - 2, 0,
      "Robust rule: positions from before the move the window must still "
@@ -247,8 +249,9 @@ static const struct opt opts[] = {
     {"detect", "robust_far_percent", OPT_UINT, "400", FIELD(robust_far_pct),
      100, 10000, 0,
      "Robust rule: how far, as a share of the threshold, two fixes at the "
-     "new spot must be from the old spot to report a move on the second "
-     "fix. Nearer moves wait for a third."},
+     "new spot must be from the old spot (robust_share_percent of its "
+     "positions) to report a move on the second fix. Nearer moves wait for "
+     "a third."},
 
     {"store", "commit_interval_ms", OPT_UINT, "10", FIELD(commit_interval_ms),
      1, 60000, 0,
@@ -1454,10 +1457,18 @@ int hc_config_finish(struct hc_config *c, char *err, size_t errlen)
     }
     struct hc_detect_config d;
     hc_config_detect(c, &d);
-    if (d.robust_after + d.robust_before > d.window) {
+    /* The robust rule's positions must fit the window of any maker that
+     * uses it (the default rule, or one named in [rules]). */
+    char user[HC_MAKER_MAX + 16] = "";
+    if (d.rule == HC_RULE_ROBUST)
+        snprintf(user, sizeof(user), "detect.rule");
+    for (unsigned i = 0; !user[0] && i < c->n_rules; i++)
+        if (c->rules[i].rule == HC_RULE_ROBUST)
+            snprintf(user, sizeof(user), "rules.%s", c->rules[i].maker);
+    if (user[0] && !hc_detect_robust_fits(&d)) {
         set_err(err, errlen, "detect.robust_after (%u) + detect.robust_before (%u) must "
-                "not be greater than detect.window (%u)", d.robust_after,
-                d.robust_before, d.window);
+                "not be greater than detect.window (%u) while a maker uses the robust rule "
+                "(%s)", d.robust_after, d.robust_before, d.window, user);
         return -1;
     }
     int rc = hc_detect_config_check(&d);

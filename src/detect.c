@@ -66,8 +66,10 @@ int hc_detect_config_check(const struct hc_detect_config *c)
         return HC_ECONFIG;
     if ((unsigned)c->rule >= HC_RULES)
         return HC_ECONFIG;
-    if (c->robust_after < 2 || c->robust_before < 2 ||
-        c->robust_after + c->robust_before > c->window)
+    if (c->robust_after < 4 || c->robust_after > HC_WINDOW_MAX || c->robust_before < 2 ||
+        c->robust_before > HC_WINDOW_MAX)
+        return HC_ECONFIG;
+    if (c->rule == HC_RULE_ROBUST && !hc_detect_robust_fits(c))
         return HC_ECONFIG;
     if (!(c->robust_share > 0.0 && c->robust_share <= 1.0) ||
         !(c->robust_tight > 0.0 && c->robust_tight <= 1.0) ||
@@ -214,10 +216,15 @@ int hc_detector_set_default(struct hc_detector *d, double meters)
     return 0;
 }
 
+bool hc_detect_robust_fits(const struct hc_detect_config *c)
+{
+    return c->robust_after + c->robust_before <= c->window;
+}
+
 int hc_detector_set_rule(struct hc_detector *d, const char *name, size_t len,
                          enum hc_rule rule)
 {
-    if ((unsigned)rule >= HC_RULES)
+    if ((unsigned)rule >= HC_RULES || (rule == HC_RULE_ROBUST && !hc_detect_robust_fits(&d->cfg)))
         return HC_ECONFIG;
     if (len == 0) {
         d->cfg.rule = rule;
@@ -300,23 +307,24 @@ bool hc_robust_moved(struct hc_robust_rows *x, unsigned n, const struct hc_detec
         before &= ~((uint64_t)1 << j);
         /* Every tier needs each after position farther than the threshold
          * from robust_share of the before ones (far beyond it implies it). */
-        if (a < 2 || !each_far_from(x->near, after, before,
-                                    share_of(c->robust_share, m - a)))
+        unsigned need = share_of(c->robust_share, m - a);
+        if (a < 2 || !each_far_from(x->near, after, before, need))
+            continue;
+        /* The evidence a move needs falls as fixes gather at the new spot.
+         * robust_after (>= 4) of them, anywhere within the threshold of
+         * each other.  Three that sit as close as parked fixes do.  Two
+         * such, far beyond where the vehicle was (two strays rarely line
+         * up so). */
+        if (a == c->robust_after)
+            return true;
+        if (a > 3)
             continue;
         if (x->more) {
             x->more(x, x->ctx);
             x->more = NULL;
         }
-        /* The evidence a move needs falls as fixes gather at the new spot.
-         * Two fixes that sit as close as parked fixes do and far beyond
-         * anywhere the vehicle was: a tow (two strays rarely line up so).
-         * Three such, anywhere past the threshold.  robust_after of them,
-         * anywhere within the threshold of each other. */
-        bool tight = group_within(x->tight, after);
-        if (a == 2 && tight &&
-            each_far_from(x->far, after, before, share_of(c->robust_share, m - a)))
-            return true;
-        if ((a == 3 && tight) || a == c->robust_after)
+        if (group_within(x->tight, after) &&
+            (a == 3 || each_far_from(x->far, after, before, need)))
             return true;
     }
     return false;
@@ -368,7 +376,7 @@ static void fill_alarm(const struct hc_detector *d, const struct hc_vehicle *v,
 struct robust_ctx {
     const struct hc_detector *d;
     const struct hc_window *w;
-    double limit;
+    double threshold_m;
 };
 
 /* The tight and far matrices, made only once a split passes the test at
@@ -378,7 +386,7 @@ static void robust_more(struct hc_robust_rows *x, const void *ctx)
 {
     const struct robust_ctx *r = ctx;
     const struct hc_detect_config *c = &r->d->cfg;
-    double t = hc_geo_chord2_to_m(r->limit);
+    double t = r->threshold_m;
     hc_window_rows(r->w, r->d->kernel, hc_geo_chord2_limit(t * c->robust_tight), x->tight);
     hc_window_rows(r->w, r->d->kernel, hc_geo_chord2_limit(t * c->robust_far), x->far);
 }
@@ -390,14 +398,15 @@ static void robust_more(struct hc_robust_rows *x, const void *ctx)
  * the threshold).  Nearly every parked report fails that test at the cost
  * of two compares. */
 static bool moved(const struct hc_detector *d, const struct hc_window *w,
-                  unsigned rule, unsigned row, double limit)
+                  const struct hc_maker *m, unsigned row)
 {
     const struct hc_detect_config *c = &d->cfg;
-    if (rule == HC_RULE_SEED)
+    double limit = m->limit;
+    if (m->rule == HC_RULE_SEED)
         return w->len >= c->n1 && w->pairs > c->n2;
     if (row < share_of(c->robust_share, c->robust_before) || row + 2 > w->len)
         return false;
-    struct robust_ctx ctx = { d, w, limit };
+    struct robust_ctx ctx = { d, w, m->threshold_m };
     struct hc_robust_rows x = { .more = robust_more, .ctx = &ctx };
     hc_window_rows(w, d->kernel, limit, x.near);
     return hc_robust_moved(&x, w->len, c);
@@ -447,7 +456,7 @@ int hc_detect_step(struct hc_detector *d, struct hc_vehicle *v,
     unsigned row = hc_window_push(w, d->kernel, p, limit);
 
     if ((v->flags & (HC_VF_ALARMED | HC_VF_ALARM_OFF)) == 0 &&
-        moved(d, w, d->makers[v->maker].rule, row, limit)) {
+        moved(d, w, &d->makers[v->maker], row)) {
         v->flags |= HC_VF_ALARMED;
         if (out)
             fill_alarm(d, v, r, out);

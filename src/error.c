@@ -13,7 +13,7 @@ static const char *const project_msgs[] = {
     [HC_EMAKER - HC_EBASE] = "maker name must be at most 32 bytes",
     [HC_ESTALE - HC_EBASE] = "report is not newer than the vehicle's latest report",
     [HC_ETHRESHOLD - HC_EBASE] = "threshold must be a finite number of meters in (0, 20000000]",
-    [HC_ECONFIG - HC_EBASE] = "detection parameters must satisfy 2 <= n1 <= window <= 64 and n2 < window*(window-1)/2",
+    [HC_ECONFIG - HC_EBASE] = "detection parameters must satisfy 2 <= n1 <= window <= 64, n2 < window*(window-1)/2, a known rule, and for the robust rule robust_after >= 4, robust_before >= 2, robust_after + robust_before <= window, 0 < share <= 1, 0 < tight <= 1, 1 <= far <= 100",
     [HC_EFULL - HC_EBASE] = "table is full",
     [HC_EWIRE - HC_EBASE] = "payload is not one msgpack map or array of maps",
     [HC_EMISSING - HC_EBASE] = "report lacks one of vid, ts, lat, lon, acc",

@@ -4,6 +4,7 @@
  * byte-for-byte what the code generates.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -875,6 +876,9 @@ Test(config, write_loads_back_identically)
         "channel.voice.priority=1000", "channel.voice.delay=30d",
         "channel.app.secret=" SECRET_A, "channel.app.url=http://10.0.0.1:8080/",
         "channel.app.secret_next=" SECRET_B, "channel.app.priority=1",
+        "detect.rule=seed", "detect.robust_after=9", "detect.robust_before=2",
+        "detect.robust_share_percent=1", "detect.robust_tight_percent=100",
+        "detect.robust_far_percent=10000", "rules.acme=robust", "rules.Initech GmbH=seed",
     };
     for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
         cr_assert_eq(hc_config_set(&c, sets[i], err, sizeof(err)), 0, "%s: %s", sets[i], err);
@@ -1087,4 +1091,70 @@ Test(config, log_level_names)
     cr_assert_str_eq(hc_log_level_name(HC_LOG_DEBUG), "debug");
     cr_assert_str_eq(hc_log_level_name(4), "unknown");
     cr_assert_str_eq(hc_log_level_name(-1), "unknown");
+}
+
+Test(config, rules_and_robust_keys_are_checked)
+{
+    struct hc_config c;
+    char err[512];
+    hc_config_defaults(&c);
+    cr_assert_eq(c.rule, HC_RULE_ROBUST);
+    cr_assert_eq(c.robust_after, 4);
+    cr_assert_eq(c.robust_before, 3);
+    cr_assert_eq(c.robust_share_pct, 80);
+    cr_assert_eq(c.robust_tight_pct, 25);
+    cr_assert_eq(c.robust_far_pct, 400);
+
+    cr_assert_eq(hc_config_set(&c, "detect.rule=fuzzy", err, sizeof(err)), -1);
+    cr_assert_str_eq(err, "detect.rule must be seed or robust, not 'fuzzy'");
+    cr_assert_eq(hc_config_set(&c, "rules.acme=Seed", err, sizeof(err)), -1);
+    cr_assert_str_eq(err, "rules.acme must be seed or robust, not 'Seed'");
+    cr_assert_eq(hc_config_set(&c, "rules.a=b=seed", err, sizeof(err)), -1);
+    cr_assert_eq(hc_config_set(&c, "detect.robust_after=3", err, sizeof(err)), -1);
+    cr_assert(strstr(err, "4 to 62"), "%s", err);
+    cr_assert_eq(c.n_rules, 0, "nothing kept from refused keys");
+
+    cr_assert_eq(hc_config_set(&c, "rules.acme=seed", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(hc_config_set(&c, "rules.acme=robust", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(c.n_rules, 1, "setting a maker again replaces its rule");
+    cr_assert_eq(c.rules[0].rule, HC_RULE_ROBUST);
+    cr_assert_eq(hc_config_remove_rule(&c, "acme"), 0);
+    cr_assert_eq(hc_config_remove_rule(&c, "acme"), -ENOENT);
+    char a[64];
+    for (int i = 0; i < HC_CONFIG_THRESHOLDS_MAX; i++) {
+        snprintf(a, sizeof(a), "rules.m%d=seed", i);
+        cr_assert_eq(hc_config_set(&c, a, err, sizeof(err)), 0, "%s", err);
+    }
+    cr_assert_eq(hc_config_set(&c, "rules.onemore=seed", err, sizeof(err)), -1);
+    cr_assert_str_eq(err, "rules.onemore: at most 256 makers can have their own rule");
+}
+
+Test(config, the_robust_rule_must_fit_the_window_only_where_it_is_used)
+{
+    struct hc_config c;
+    char err[512];
+    /* A window of 5 is fine for the seed rule ... */
+    hc_config_defaults(&c);
+    cr_assert_eq(hc_config_set(&c, "detect.window=5", err, sizeof(err)), 0);
+    cr_assert_eq(hc_config_set(&c, "detect.n1=5", err, sizeof(err)), 0);
+    cr_assert_eq(hc_config_set(&c, "detect.rule=seed", err, sizeof(err)), 0);
+    cr_assert_eq(hc_config_finish(&c, err, sizeof(err)), 0, "%s", err);
+    /* ... not for a maker that uses the robust rule (4 + 3 positions) ... */
+    hc_config_defaults(&c);
+    cr_assert_eq(hc_config_set(&c, "detect.window=5", err, sizeof(err)), 0);
+    cr_assert_eq(hc_config_set(&c, "detect.n1=5", err, sizeof(err)), 0);
+    cr_assert_eq(hc_config_set(&c, "detect.rule=seed", err, sizeof(err)), 0);
+    cr_assert_eq(hc_config_set(&c, "rules.acme=robust", err, sizeof(err)), 0);
+    cr_assert_eq(hc_config_finish(&c, err, sizeof(err)), -1);
+    cr_assert_str_eq(err, "detect.robust_after (4) + detect.robust_before (3) must not be "
+                     "greater than detect.window (5) while a maker uses the robust rule "
+                     "(rules.acme)");
+    /* ... nor as the default. */
+    hc_config_defaults(&c);
+    cr_assert_eq(hc_config_set(&c, "detect.window=6", err, sizeof(err)), 0);
+    cr_assert_eq(hc_config_set(&c, "detect.n1=6", err, sizeof(err)), 0);
+    cr_assert_eq(hc_config_finish(&c, err, sizeof(err)), -1);
+    cr_assert(strstr(err, "(detect.rule)"), "%s", err);
+    cr_assert_eq(hc_config_set(&c, "detect.robust_before=2", err, sizeof(err)), 0);
+    cr_assert_eq(hc_config_finish(&c, err, sizeof(err)), 0, "%s", err);
 }

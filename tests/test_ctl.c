@@ -482,6 +482,8 @@ Test(ctl, rule_set_switches_a_maker_live_and_outlives_a_restart)
     cr_assert_eq(alarms_of("PARK-R", NULL, 0), 0);
     REFUSED("rule", "set", "acme", "fuzzy");
     cr_assert(strstr(r.err, "seed or robust"), "says what is allowed: %s", r.err);
+    EXPECT(0, "rule", "get", "acme");
+    cr_assert(HAS_LINE(r.out, "acme", "robust", "default"), "nothing changed: %s", r.out);
     EXPECT(0, "rule", "set", "acme", "seed");
     cr_assert(HAS_LINE(r.out, "acme", "seed", "live"), "%s", r.out);
     fixes("PARK-R", "acme", 16, 1, LAT, LON, 15);

@@ -299,6 +299,33 @@ Test(detect, config_is_validated)
     c.n2 = 15;
     c.default_threshold_m = -1;
     cr_assert_eq(hc_detect_config_check(&c), HC_ETHRESHOLD);
+    c.default_threshold_m = 100;
+
+    /* The robust rule: at least 4 after, and its positions must fit the
+     * window when it is the default; a seed-only detector may be small. */
+    c.robust_after = 3;
+    cr_assert_eq(hc_detect_config_check(&c), HC_ECONFIG);
+    c.robust_after = 4;
+    c.window = 6;
+    c.n1 = 6;
+    c.n2 = 5;
+    cr_assert_eq(hc_detect_config_check(&c), HC_ECONFIG);
+    c.rule = HC_RULE_SEED;
+    cr_assert_eq(hc_detect_config_check(&c), 0);
+    struct hc_detector small;
+    cr_assert_eq(hc_detector_init(&small, &c), 0);
+    cr_assert_eq(hc_detector_set_rule(&small, "acme", 4, HC_RULE_ROBUST), HC_ECONFIG,
+                 "no room for the robust rule in a window of 6");
+    cr_assert_eq(hc_detector_set_rule(&small, NULL, 0, HC_RULE_ROBUST), HC_ECONFIG);
+    cr_assert_geq(hc_detector_set_rule(&small, "acme", 4, HC_RULE_SEED), 0);
+    hc_detector_free(&small);
+    c.robust_share = 0;
+    c.window = 16;
+    c.n2 = 15;
+    cr_assert_eq(hc_detect_config_check(&c), HC_ECONFIG);
+    c.robust_share = 0.8;
+    c.robust_far = 0.5;
+    cr_assert_eq(hc_detect_config_check(&c), HC_ECONFIG);
 }
 
 Test(detect, maker_table_is_bounded)
@@ -547,6 +574,18 @@ static bool moved_at(const double (*p)[2], unsigned n, const struct hc_detect_co
     struct hc_robust_rows x;
     rows_of(p, n, 35.0, c, &x);
     return hc_robust_moved(&x, n, c);
+}
+
+Test(robust, a_far_limit_past_half_the_earth_does_not_wrap)
+{
+    /* A 6000 km threshold: 4 thresholds is more than half the circumference,
+     * so no two fixes are "far"; a move waits for its third fix. */
+    cr_assert_geq(hc_detector_set_threshold(&det, "acme", 4, 6.0e6), 0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(fix_at(0.0, 0.0, i), 0);
+    cr_assert_eq(fix_at(0.0, 153.0, 0), 0);
+    cr_assert_eq(fix_at(0.0, 153.0, 1), 0, "17,000 km is not 4 x 6000 km");
+    cr_assert_eq(fix_at(0.0, 153.0, 2), HC_DETECT_ALARM);
 }
 
 Test(robust, the_decision_on_hand_made_windows)

@@ -3,6 +3,7 @@
  * configuration through its own parser.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,4 +103,33 @@ Test(settings, removing_a_channel_forgets_its_kept_keys)
     hc_settings_close(s);
     cr_assert_eq(hc_config_finish(&c, err, sizeof(err)), -1, "sms has no secret any more");
     cr_assert(strstr(err, "secret"), "%s", err);
+}
+
+Test(settings, threshold_and_rule_unsets_outlive_the_configuration_that_names_them)
+{
+    static struct hc_config c;
+    struct hc_settings *s;
+    char err[256];
+    cr_assert_eq(hc_settings_open(&s, dir), 0);
+    const char *a[] = { "thresholds.acme=40", "rules.acme=seed", "rules.globex=seed" };
+    cr_assert_eq(hc_settings_save(s, a, 3), 0);
+    cr_assert_eq(hc_settings_remove_maker(s, "rules", "globex"), 0);
+    cr_assert_eq(hc_settings_remove_maker(s, "thresholds", "zeta"), 0);
+    cr_assert_eq(hc_settings_remove_maker(s, "channels", "app"), -EINVAL, "only per-maker tables");
+    hc_settings_close(s);
+
+    /* The file names globex's rule and zeta's threshold; the kept removals win. */
+    base(&c);
+    cr_assert_eq(hc_config_set(&c, "rules.globex=robust", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(hc_config_set(&c, "thresholds.zeta=50", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(hc_settings_open(&s, dir), 0);
+    cr_assert_geq(hc_settings_apply(s, &c, err, sizeof(err)), 0, "%s", err);
+    hc_settings_close(s);
+    cr_assert_eq(hc_config_finish(&c, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(c.n_rules, 1);
+    cr_assert_str_eq(c.rules[0].maker, "acme");
+    cr_assert_eq(c.rules[0].rule, HC_RULE_SEED);
+    cr_assert_eq(c.n_thresholds, 1);
+    cr_assert_str_eq(c.thresholds[0].maker, "acme");
+    cr_assert_eq(c.thresholds[0].meters, 40.0);
 }

@@ -286,14 +286,14 @@ static void threshold_arg(const char *s)
         hc_cli_usage_error("--threshold %.*s wants meters greater than 0", (int)(eq - s), s);
 }
 
-static void check_detect(const struct hc_detect_config *c)
+static void check_detect(const struct hc_detect_config *c, int rule)
 {
     if (c->n1 > c->window)
         hc_cli_usage_error("--n1 (%u) must not be greater than --window (%u)", c->n1, c->window);
     if (c->n2 >= c->window * (c->window - 1) / 2)
         hc_cli_usage_error("--n2 (%u) must be less than %u, the pairs in a full window of %u",
                            c->n2, c->window * (c->window - 1) / 2, c->window);
-    if (c->robust_after + c->robust_before > c->window)
+    if (rule != HC_RULE_SEED && !hc_detect_robust_fits(c))
         hc_cli_usage_error("--window %u is too small for the robust rule, which looks at %u"
                            " positions (%u after a move, %u before)", c->window,
                            c->robust_after + c->robust_before, c->robust_after,
@@ -362,7 +362,9 @@ static void parse(struct opts *o, int argc, char **argv)
         o->det.n2 = o->det.window - 1;
     if (o->default_m > 0)
         o->det.default_threshold_m = o->default_m;
-    check_detect(&o->det);
+    if (o->rule == HC_RULE_SEED)
+        o->det.rule = HC_RULE_SEED;
+    check_detect(&o->det, o->rule);
     if (o->socket && !o->hubcapd)
         hc_cli_usage_error("--socket only tells --hubcapd where the control socket is");
     if (o->hubcapd && (!rule_given || o->rule == RULE_BOTH))

@@ -81,9 +81,10 @@ static void usage(FILE *f)
 "      --stray-rate F     fraction of fixes that are GPS strays (default 0.003)\n"
 "      --seed N           random seed; same seed, same fleet (default 1)\n"
 "Detection:\n"
+"      --rule R           robust (the default, as in hubcapd) or seed\n"
 "      --window W         positions in the sliding window (default 16)\n"
-"      --n1 N             positions needed before deciding (default 10)\n"
-"      --n2 N             moved when more than N pairs exceed (default W-1)\n"
+"      --n1 N             seed rule: positions needed before deciding (default 10)\n"
+"      --n2 N             seed rule: moved when more than N pairs exceed (default W-1)\n"
 "Calibration:\n"
 "      --confidence C     90, 95 or 99 percent (default 95)\n"
 "      --margin E         margin of error, e.g. 0.03 (default 0.03)\n"
@@ -127,7 +128,8 @@ static void usage(FILE *f)
 
 static void parse(struct run *r, int argc, char **argv)
 {
-    enum { O_TOW = 256, O_STRAY, O_SEED, O_WINDOW, O_N1, O_N2, O_CONF, O_MARGIN, O_JSON, O_CAL_ONLY, O_WRITE };
+    enum { O_TOW = 256, O_STRAY, O_SEED, O_WINDOW, O_N1, O_N2, O_CONF, O_MARGIN, O_JSON, O_CAL_ONLY, O_WRITE,
+           O_RULE };
     static const struct option opts[] = {
         { "vehicles", required_argument, 0, 'n' },
         { "sessions", required_argument, 0, 's' },
@@ -138,6 +140,7 @@ static void parse(struct run *r, int argc, char **argv)
         { "window", required_argument, 0, O_WINDOW },
         { "n1", required_argument, 0, O_N1 },
         { "n2", required_argument, 0, O_N2 },
+        { "rule", required_argument, 0, O_RULE },
         { "confidence", required_argument, 0, O_CONF },
         { "margin", required_argument, 0, O_MARGIN },
         { "quiet", no_argument, 0, 'q' },
@@ -163,6 +166,10 @@ static void parse(struct run *r, int argc, char **argv)
         case O_WINDOW: r->det.window = (unsigned)hc_cli_uint("--window", optarg, 2, HC_WINDOW_MAX); break;
         case O_N1: r->det.n1 = (unsigned)hc_cli_uint("--n1", optarg, 2, HC_WINDOW_MAX); break;
         case O_N2: r->det.n2 = (unsigned)hc_cli_uint("--n2", optarg, 0, 2016); n2_set = 1; break;
+        case O_RULE:
+            if (hc_rule_parse(optarg, strlen(optarg), &r->det.rule) < 0)
+                hc_cli_usage_error("--rule must be robust or seed, not '%s'", optarg);
+            break;
         case O_CONF:
             r->confidence = (int)hc_cli_uint("--confidence", optarg, 90, 99);
             if (hc_calib_z(r->confidence) == 0)
@@ -501,9 +508,9 @@ static void summary(struct run *r, double secs, json_t *out)
                (unsigned long long)s->missed_masked);
     if (s->caught)
         printf("  delay        median %.0f, p95 %.0f fixes after the move\n", p50, p95);
-    if (s->false_alarms)
+    if (s->false_alarms && r->det.rule == HC_RULE_SEED)
         printf("  (false alarms come from two or more strays in one window: the seed"
-               " rule's known weakness)\n");
+               " rule's known weakness; --rule robust leaves strays out)\n");
 }
 
 /* ---- scenario mode ---------------------------------------------------------- */

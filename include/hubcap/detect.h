@@ -20,9 +20,9 @@
  *     robust_before positions and an after at the new spot, each after
  *     position farther than the threshold from at least robust_share of
  *     the before ones; 2 after positions within robust_tight x the
- *     threshold of each other and farther than robust_far x it, or 3 within
- *     robust_tight x it, or robust_after within the threshold (see
- *     docs/DETECTION.md);
+ *     threshold of each other and farther than robust_far x it from that
+ *     share, or 3 within robust_tight x it, or robust_after (>= 4) within
+ *     the threshold (see docs/DETECTION.md);
  *   - a move raises one alarm for the session (unless the vehicle's alarm
  *     switch is off).
  *
@@ -91,7 +91,7 @@ struct hc_detect_config {
     unsigned n2;                /* seed: moved when exceeding pairs > n2 (W-1) */
     double default_threshold_m; /* for makers without one (100 m) */
     enum hc_rule rule;          /* for makers without one of their own */
-    unsigned robust_after;      /* robust: most positions a move waits for (4) */
+    unsigned robust_after;      /* robust: most positions a move waits for (4, >= 4) */
     unsigned robust_before;     /* robust: positions before the move (3) */
     double robust_share;        /* robust: share of the before positions each
                                  * after position must be far from (0.8) */
@@ -106,8 +106,14 @@ struct hc_detect_config {
  * default rule is the one docs/DETECTION.md's evaluation found better. */
 void hc_detect_config_default(struct hc_detect_config *c);
 
-/* 0 if c is usable, else HC_ECONFIG or HC_ETHRESHOLD. */
+/* 0 if c is usable, else HC_ECONFIG or HC_ETHRESHOLD.  The robust rule's
+ * positions must fit the window only when it is the default rule; a maker
+ * given the robust rule later is checked then (hc_detector_set_rule). */
 int hc_detect_config_check(const struct hc_detect_config *c);
+
+/* Whether the window holds the robust rule's robust_after + robust_before
+ * positions. */
+bool hc_detect_robust_fits(const struct hc_detect_config *c);
 
 struct hc_maker {
     char name[HC_MAKER_MAX + 1];
@@ -154,7 +160,8 @@ int hc_detector_set_default(struct hc_detector *d, double meters);
 /* Give maker its own rule (len 0: change the default rule, which makers
  * without their own follow).  Applies from the next report of each of its
  * vehicles.  Returns the maker index (0 for the default), or HC_ECONFIG
- * (no such rule) / HC_EMAKER / HC_EFULL with nothing changed. */
+ * (no such rule, or the robust rule with a window too small for it) /
+ * HC_EMAKER / HC_EFULL with nothing changed. */
 int hc_detector_set_rule(struct hc_detector *d, const char *name, size_t len,
                          enum hc_rule rule);
 

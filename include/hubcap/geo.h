@@ -15,7 +15,8 @@
 #include <stdbool.h>
 
 #define HC_EARTH_RADIUS_M 6378137.0
-#define HC_DEG2RAD (3.14159265358979323846 / 180.0)
+#define HC_GEO_PI 3.14159265358979323846
+#define HC_DEG2RAD (HC_GEO_PI / 180.0)
 
 /* Great-circle distance in meters between two WGS84 points given in degrees,
  * by the haversine formula (the reference every kernel must agree with). */
@@ -40,9 +41,13 @@ static inline double hc_geo_chord2(const double a[3], const double b[3])
 }
 
 /* The squared-chord limit equivalent to a distance of meters: a pair is
- * farther apart than meters exactly when its squared chord exceeds this. */
+ * farther apart than meters exactly when its squared chord exceeds this.
+ * From half the circumference on no pair is farther, and the sine would
+ * fall again: the limit is then above any squared chord (at most 4). */
 static inline double hc_geo_chord2_limit(double meters)
 {
+    if (meters >= HC_GEO_PI * HC_EARTH_RADIUS_M)
+        return 5.0;
     double h = sin(meters / (2.0 * HC_EARTH_RADIUS_M));
     return 4.0 * h * h;
 }
