@@ -379,3 +379,52 @@ json_t *hc_json_path(json_t *root, const char *dotted)
     }
     return v;
 }
+
+const char *hc_ctl_unreachable(char *buf, size_t cap, int err, const char *path,
+                               const char *data_dir, int socket_given, double timeout_s,
+                               const char *timeout_hint)
+{
+    switch (err) {
+    case ENOENT:
+        if (socket_given)
+            snprintf(buf, cap, "cannot reach hubcapd at %s: no such file (is hubcapd running,"
+                     " with control.socket = %s?)", path, path);
+        else
+            snprintf(buf, cap, "cannot reach hubcapd at %s: no such file (is hubcapd running"
+                     " with --data-dir %s?)", path, data_dir);
+        break;
+    case ECONNREFUSED:
+        snprintf(buf, cap, "cannot reach hubcapd at %s: nothing is listening (hubcapd is not"
+                 " running: start it with --data-dir %s; a socket file is left behind when"
+                 " it is killed)", path, data_dir);
+        break;
+    case EACCES:
+    case EPERM:
+        snprintf(buf, cap, "cannot reach hubcapd at %s: permission denied: run as the daemon's"
+                 " user or root, or a member of control.group", path);
+        break;
+    case ETIMEDOUT:
+    case EAGAIN:
+        snprintf(buf, cap, "hubcapd at %s did not answer within %g s (busy or stuck? see its"
+                 " log%s%s); nothing is known to have changed", path, timeout_s,
+                 timeout_hint ? "; " : "", timeout_hint ? timeout_hint : "");
+        break;
+    case EPROTO:
+        snprintf(buf, cap, "hubcapd at %s closed the connection without a valid answer (see"
+                 " its log)", path);
+        break;
+    case EPIPE:
+    case ECONNRESET:
+        snprintf(buf, cap, "hubcapd at %s closed the connection before taking the request"
+                 " (too many control connections, or this user may not use it; see its log)",
+                 path);
+        break;
+    case ENAMETOOLONG:
+        snprintf(buf, cap, "cannot reach hubcapd at %s: the path is too long for a Unix socket"
+                 " (at most 107 bytes); use a shorter --data-dir or --socket", path);
+        break;
+    default:
+        snprintf(buf, cap, "cannot reach hubcapd at %s: %s", path, strerror(err));
+    }
+    return buf;
+}

@@ -1251,44 +1251,8 @@ static const char *not_applied(const struct run *r, const struct result *res, ch
 static const char *unreachable_why(const struct opts *o, int err, char *buf, size_t cap,
                                    const char *path)
 {
-    switch (err) {
-    case ENOENT:
-        if (o->socket)
-            snprintf(buf, cap, "cannot reach hubcapd at %s: no such file (is hubcapd running,"
-                     " with control.socket = %s?)", path, path);
-        else
-            snprintf(buf, cap, "cannot reach hubcapd at %s: no such file (is hubcapd running"
-                     " with --data-dir %s?)", path, o->data_dir);
-        break;
-    case ECONNREFUSED:
-        snprintf(buf, cap, "cannot reach hubcapd at %s: nothing is listening (hubcapd is not"
-                 " running: start it with --data-dir %s; a socket file is left behind when"
-                 " it is killed)", path, o->data_dir);
-        break;
-    case EACCES:
-    case EPERM:
-        snprintf(buf, cap, "cannot reach hubcapd at %s: permission denied: run as the daemon's"
-                 " user or root, or a member of control.group", path);
-        break;
-    case ETIMEDOUT:
-    case EAGAIN:
-        snprintf(buf, cap, "hubcapd at %s did not answer within %d s (busy or stuck? see its"
-                 " log); nothing is known to have changed", path, CTL_TIMEOUT_MS / 1000);
-        break;
-    case EPROTO:
-    case EPIPE:
-    case ECONNRESET:
-        snprintf(buf, cap, "hubcapd at %s closed the connection without a valid answer (see"
-                 " its log)", path);
-        break;
-    case ENAMETOOLONG:
-        snprintf(buf, cap, "cannot reach hubcapd at %s: the path is too long for a Unix socket"
-                 " (at most 107 bytes); use a shorter --data-dir or --socket", path);
-        break;
-    default:
-        snprintf(buf, cap, "cannot reach hubcapd at %s: %s", path, strerror(err));
-    }
-    return buf;
+    return hc_ctl_unreachable(buf, cap, err, path, o->data_dir, o->socket != NULL,
+                              CTL_TIMEOUT_MS / 1000.0, NULL);
 }
 
 /* Send every maker that qualifies in one threshold.set.  Fills out's

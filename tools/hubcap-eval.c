@@ -1413,11 +1413,11 @@ static json_t *control(struct eval *e, const char *sock, json_t *req)
     json_t *ans = hc_ctl_call(sock, sent, CTL_TIMEOUT_MS);
     int err = errno;
     free(sent);
-    if (!ans)
-        quit(e, 3, "cannot reach hubcapd's control socket %s: %s (is hubcapd running with"
-             " --data-dir %s? see its log)", sock,
-             err == ETIMEDOUT ? "no answer within 10 s" : err == EPROTO
-             ? "it closed the connection without a valid answer" : strerror(err), e->o.hubcapd);
+    if (!ans) {
+        char why[1024];
+        quit(e, 3, "%s", hc_ctl_unreachable(why, sizeof(why), err, sock, e->o.hubcapd,
+                                            e->o.socket != NULL, CTL_TIMEOUT_MS / 1000.0, NULL));
+    }
     if (!json_is_true(json_object_get(ans, "ok"))) {
         const char *why = json_string_value(json_object_get(ans, "error"));
         quit(e, 1, "hubcapd refused %s: %s", cmd, why ? why : "(no reason given)");

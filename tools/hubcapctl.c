@@ -959,48 +959,12 @@ static json_t *build_request(const struct invocation *inv)
 /* Why the daemon could not be reached, and what to do; exit status 3. */
 static int unreachable(const struct invocation *inv, const char *path, int err, double timeout_s)
 {
-    const char *dir = inv->opt[O_DATA_DIR] ? inv->opt[O_DATA_DIR] : DEFAULT_DATA_DIR;
-    const char *p = hc_cli_prog;
-    switch (err) {
-    case ENOENT:
-        if (inv->opt[O_SOCKET])
-            fprintf(stderr, "%s: cannot reach hubcapd at %s: no such file (is hubcapd running,"
-                    " with control.socket = %s?)\n", p, path, path);
-        else
-            fprintf(stderr, "%s: cannot reach hubcapd at %s: no such file (is hubcapd running"
-                    " with --data-dir %s?)\n", p, path, dir);
-        break;
-    case ECONNREFUSED:
-        fprintf(stderr, "%s: cannot reach hubcapd at %s: nothing is listening (hubcapd is not"
-                " running; a socket file is left behind when it is killed)\n", p, path);
-        break;
-    case EACCES:
-    case EPERM:
-        fprintf(stderr, "%s: cannot reach hubcapd at %s: permission denied: run as the daemon's"
-                " user or root, or a member of control.group\n", p, path);
-        break;
-    case ETIMEDOUT:
-    case EAGAIN:
-        fprintf(stderr, "%s: hubcapd at %s did not answer within %g s (busy or stuck? see its"
-                " log; --timeout SECONDS waits longer)\n", p, path, timeout_s);
-        break;
-    case EPROTO:
-        fprintf(stderr, "%s: hubcapd at %s closed the connection without a valid answer (see"
-                " its log)\n", p, path);
-        break;
-    case EPIPE:
-    case ECONNRESET:
-        fprintf(stderr, "%s: hubcapd at %s closed the connection before taking the request"
-                " (too many control connections, or this user may not use it; see its log)\n",
-                p, path);
-        break;
-    case ENAMETOOLONG:
-        fprintf(stderr, "%s: cannot reach hubcapd at %s: the path is too long for a Unix socket"
-                " (at most 107 bytes); use a shorter --data-dir or --socket\n", p, path);
-        break;
-    default:
-        fprintf(stderr, "%s: cannot reach hubcapd at %s: %s\n", p, path, strerror(err));
-    }
+    char why[1024];
+    fprintf(stderr, "%s: %s\n", hc_cli_prog,
+            hc_ctl_unreachable(why, sizeof(why), err, path,
+                               inv->opt[O_DATA_DIR] ? inv->opt[O_DATA_DIR] : DEFAULT_DATA_DIR,
+                               inv->opt[O_SOCKET] != NULL, timeout_s,
+                               "--timeout SECONDS waits longer"));
     return EXIT_UNREACHABLE;
 }
 

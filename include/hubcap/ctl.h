@@ -61,6 +61,16 @@ void hc_ctl_serve(struct hc_ctl *c, const struct pollfd *pfd, int n);
  * for timeout_ms, EPROTO when it closes or answers something not JSON. */
 json_t *hc_ctl_call(const char *path, const char *request, int timeout_ms);
 
+/* Why hc_ctl_call could not reach the daemon at path (errno err), and what
+ * to do, as one sentence in buf (returned).  data_dir: the data dir the
+ * caller assumed (named in the advice); socket_given: the path came from
+ * the user, not from data_dir; timeout_s: how long the call waited;
+ * timeout_hint: how to wait longer ("--timeout SECONDS waits longer"), or
+ * NULL.  One text for hubcapctl, hubcap-calibrate and hubcap-eval. */
+const char *hc_ctl_unreachable(char *buf, size_t cap, int err, const char *path,
+                               const char *data_dir, int socket_given, double timeout_s,
+                               const char *timeout_hint);
+
 /* The value at a dotted path such as "front.udp_dropped" or
  * "workers.0.passes" (a number indexes an array) under root, or NULL (a
  * borrowed reference, like json_object_get). */
