@@ -39,6 +39,7 @@
 #include "hubcap/config.h"
 #include "hubcap/detect.h"
 #include "hubcap/error.h"
+#include "hubcap/inifile.h"
 #include "hubcap/webhook.h"
 
 enum opt_type {
@@ -1061,69 +1062,30 @@ static int apply(struct hc_config *c, const char *section, const char *key,
 /* ---- files ------------------------------------------------------------ */
 
 struct load {
+    struct hc_ini_lines rd;     /* first: the stream ini_parse_stream reads */
     struct hc_config *c;        /* the copy being filled */
-    FILE *f;
-    char *line;                 /* getline buffer */
-    size_t cap;
-    int lineno;                 /* lines handed to inih so far */
-    int err_line;               /* line of our own first error, 0: none */
-    int read_errno;             /* errno of a failed read, 0: none */
-    char msg[512];
+    char msg[512];              /* the handler's error */
 };
-
-/* fgets-style reader for ini_parse_stream: whole lines only, counted. */
-static char *load_read(char *str, int num, void *stream)
-{
-    struct load *x = stream;
-    if (x->err_line)
-        return NULL;            /* stop at the first bad value */
-    errno = 0;
-    ssize_t n = getline(&x->line, &x->cap, x->f);
-    if (n < 0) {
-        x->read_errno = ferror(x->f) ? errno : 0;
-        return NULL;
-    }
-    x->lineno++;
-    if (memchr(x->line, '\0', (size_t)n)) {
-        x->err_line = x->lineno;
-        snprintf(x->msg, sizeof(x->msg), "line contains a NUL byte");
-        return NULL;
-    }
-    /* Indentation means nothing here; to inih it would make a continuation
-     * of the previous value, so an indented key would silently become part
-     * of the value above it. */
-    const char *p = x->line;
-    while (*p == ' ' || *p == '\t')
-        p++;
-    n -= p - x->line;
-    if (n > num - 1) {
-        x->err_line = x->lineno;
-        snprintf(x->msg, sizeof(x->msg), "line is longer than %d bytes", num - 2);
-        return NULL;
-    }
-    memcpy(str, p, (size_t)n + 1);
-    return str;
-}
 
 static int load_handler(void *user, const char *section, const char *name,
                         const char *value)
 {
     struct load *x = user;
-    if (x->err_line)
+    if (x->rd.err_line)
         return 0;
     if (apply(x->c, section, name, value, x->msg, sizeof(x->msg)) == 0)
         return 1;
-    x->err_line = x->lineno;
+    x->rd.err_line = x->rd.lineno;
     return 0;
 }
 
 int hc_config_load(struct hc_config *c, const char *path, char *err, size_t errlen)
 {
-    struct load x = {.lineno = 0};
+    struct load x = {.msg = ""};
     int rc = -1;
 
-    x.f = fopen(path, "r");
-    if (!x.f) {
+    x.rd.f = fopen(path, "r");
+    if (!x.rd.f) {
         set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
@@ -1134,14 +1096,14 @@ int hc_config_load(struct hc_config *c, const char *path, char *err, size_t errl
     }
     memcpy(x.c, c, sizeof(*c));
 
-    int line = ini_parse_stream(load_read, &x, load_handler, &x);
-    if (ferror(x.f))
+    int line = ini_parse_stream(hc_ini_read, &x.rd, load_handler, &x);
+    if (ferror(x.rd.f))
         set_err(err, errlen, "cannot read %s: %s", path,
-                strerror(x.read_errno ? x.read_errno : EIO));
-    else if (line > 0 && (x.err_line == 0 || line < x.err_line))
+                strerror(x.rd.read_errno ? x.rd.read_errno : EIO));
+    else if (line > 0 && (x.rd.err_line == 0 || (unsigned)line < x.rd.err_line))
         set_err(err, errlen, "%s:%d: expected '[section]' or 'key = value'", path, line);
-    else if (x.err_line)
-        set_err(err, errlen, "%s:%d: %s", path, x.err_line, x.msg);
+    else if (x.rd.err_line)
+        set_err(err, errlen, "%s:%u: %s", path, x.rd.err_line, x.rd.msg[0] ? x.rd.msg : x.msg);
     else if (line < 0)
         set_err(err, errlen, "cannot parse %s (inih error %d)", path, line);
     else {
@@ -1150,8 +1112,8 @@ int hc_config_load(struct hc_config *c, const char *path, char *err, size_t errl
     }
 fail:
     free(x.c);
-    free(x.line);
-    fclose(x.f);
+    hc_ini_lines_free(&x.rd);
+    fclose(x.rd.f);
     return rc;
 }
 

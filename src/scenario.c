@@ -26,6 +26,7 @@
 #include <ini.h>
 
 #include "hubcap/error.h"
+#include "hubcap/inifile.h"
 #include "hubcap/rng.h"
 #include "hubcap/scenario.h"
 #include "hubcap/sim.h"
@@ -421,15 +422,10 @@ int hc_scn_check(const struct hc_scn *s, char *err, size_t errlen)
 /* ---- files ---------------------------------------------------------------- */
 
 struct load {
+    struct hc_ini_lines rd;     /* first: the stream ini_parse_stream reads */
     struct hc_scn *s;
     struct where w;
-    FILE *f;
-    char *line;                 /* getline buffer */
-    size_t cap;
-    unsigned lineno;            /* lines handed to inih so far */
-    unsigned err_line;          /* line of our own first error, 0: none */
     unsigned scenario_line;     /* the [scenario] section */
-    int read_errno;
     struct lines lines;
 };
 
@@ -481,53 +477,17 @@ static int add_section(struct load *x, const char *name, unsigned at)
 
 /* A section header on the current line (p at its '['): register it.  A
  * header without its ']' is left to inih, which reports it. */
-static void see_section(struct load *x, const char *p)
+static void see_section(struct hc_ini_lines *r, const char *p)
 {
+    struct load *x = (struct load *)r;  /* rd is its first member */
     const char *close = strchr(p, ']');
     char name[256];
     if (!close || (size_t)(close - p - 1) >= sizeof(name))
         return;
     memcpy(name, p + 1, (size_t)(close - p - 1));
     name[close - p - 1] = '\0';
-    if (add_section(x, name, x->lineno) < 0)
-        x->err_line = x->lineno;
-}
-
-/* fgets-style reader for ini_parse_stream: whole lines only, counted. */
-static char *load_read(char *str, int num, void *stream)
-{
-    struct load *x = stream;
-    if (x->err_line)
-        return NULL;            /* stop at the first error */
-    errno = 0;
-    ssize_t n = getline(&x->line, &x->cap, x->f);
-    if (n < 0) {
-        x->read_errno = ferror(x->f) ? errno : 0;
-        return NULL;
-    }
-    x->lineno++;
-    if (memchr(x->line, '\0', (size_t)n)) {
-        fail(&x->w, x->lineno, "the line contains a NUL byte");
-        x->err_line = x->lineno;
-        return NULL;
-    }
-    /* Indentation means nothing here; to inih it would continue the value
-     * above, so an indented key would silently become part of it. */
-    const char *p = x->line;
-    if (x->lineno == 1 && !strncmp(p, "\xef\xbb\xbf", 3))
-        p += 3;
-    while (*p == ' ' || *p == '\t')
-        p++;
-    n -= p - x->line;
-    if (n > num - 1) {
-        fail(&x->w, x->lineno, "the line is longer than %d bytes", num - 2);
-        x->err_line = x->lineno;
-        return NULL;
-    }
-    if (*p == '[')
-        see_section(x, p);
-    memcpy(str, p, (size_t)n + 1);
-    return x->err_line ? NULL : str;
+    if (add_section(x, name, r->lineno) < 0)
+        r->err_line = r->lineno;
 }
 
 /* Where a key of section goes: its table, the struct it fills and the
@@ -544,7 +504,7 @@ static int target_of(struct load *x, const char *section, const char *name, stru
 {
     const char *mk = maker_section(section);
     if (!*section) {
-        fail(&x->w, x->lineno, "'%s' is outside any section: put it under [scenario] or "
+        fail(&x->w, x->rd.lineno, "'%s' is outside any section: put it under [scenario] or "
              "[maker NAME]", name);
         return -1;
     }
@@ -554,7 +514,7 @@ static int target_of(struct load *x, const char *section, const char *name, stru
     }
     int i = maker_index(x->s, mk);
     if (i < 0) {                /* see_section made every maker it passed */
-        fail(&x->w, x->lineno, "[%s] was not read as a section", section);
+        fail(&x->w, x->rd.lineno, "[%s] was not read as a section", section);
         return -1;
     }
     *t = (struct target){ maker_keys, N_MAKER_KEYS, &x->s->makers[i], x->lines.maker[i] };
@@ -567,25 +527,25 @@ static int load_handler(void *user, const char *section, const char *name, const
     struct load *x = user;
     struct target t;
     char text[512];
-    if (x->err_line)
+    if (x->rd.err_line)
         return 0;
-    x->err_line = x->lineno;
+    x->rd.err_line = x->rd.lineno;
     if (target_of(x, section, name, &t) < 0)
         return 0;
     const struct key *k = find_key(t.keys, t.n, name);
     unsigned *line = k ? &t.lines[k - t.keys] : NULL;
     if (!k) {
         key_list(t.keys, t.n, text, sizeof(text));
-        fail(&x->w, x->lineno, "unknown key '%s' in [%s]; the keys are: %s", name, section, text);
+        fail(&x->w, x->rd.lineno, "unknown key '%s' in [%s]; the keys are: %s", name, section, text);
     } else if (*line) {
-        fail(&x->w, x->lineno, "%s is given twice in [%s] (first on line %u)", name, section,
+        fail(&x->w, x->rd.lineno, "%s is given twice in [%s] (first on line %u)", name, section,
              *line);
     } else if (set_value(k, t.base, value) < 0) {
-        fail(&x->w, x->lineno, "%s wants %s, not '%s'", name, accepts(k, text, sizeof(text)),
+        fail(&x->w, x->rd.lineno, "%s wants %s, not '%s'", name, accepts(k, text, sizeof(text)),
              value);
     } else {
-        *line = x->lineno;
-        x->err_line = 0;
+        *line = x->rd.lineno;
+        x->rd.err_line = 0;
         return 1;
     }
     return 0;
@@ -602,21 +562,23 @@ int hc_scn_load(const char *path, struct hc_scn *s, char *err, size_t errlen)
     hc_scn_default(s);
     x->s = s;
     x->w = (struct where){ path, err, errlen };
-    x->f = fopen(path, "r");
-    if (!x->f) {
+    x->rd.f = fopen(path, "r");
+    x->rd.section = see_section;
+    if (!x->rd.f) {
         rc = -errno;
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         free(x);
         return rc;
     }
-    int line = ini_parse_stream(load_read, x, load_handler, x);
-    if (ferror(x->f)) {
-        rc = -(x->read_errno ? x->read_errno : EIO);
+    int line = ini_parse_stream(hc_ini_read, &x->rd, load_handler, x);
+    if (ferror(x->rd.f)) {
+        rc = -(x->rd.read_errno ? x->rd.read_errno : EIO);
         snprintf(err, errlen, "cannot read %s: %s", path, strerror(-rc));
-    } else if (line > 0 && (x->err_line == 0 || (unsigned)line < x->err_line)) {
+    } else if (line > 0 && (x->rd.err_line == 0 || (unsigned)line < x->rd.err_line)) {
         rc = fail(&x->w, (unsigned)line, "expected '[section]' or 'key = value'");
-    } else if (x->err_line) {
-        rc = HC_ECONFIG;        /* the message is in err already */
+    } else if (x->rd.err_line) {
+        rc = x->rd.msg[0] ? fail(&x->w, x->rd.err_line, "%s", x->rd.msg)
+                          : HC_ECONFIG;  /* the handler's message is in err already */
     } else if (line < 0) {
         rc = -ENOMEM;
         snprintf(err, errlen, "cannot parse %s: %s", path, strerror(ENOMEM));
@@ -625,8 +587,8 @@ int hc_scn_load(const char *path, struct hc_scn *s, char *err, size_t errlen)
     } else {
         rc = check_all(s, &x->lines, &x->w);
     }
-    free(x->line);
-    fclose(x->f);
+    hc_ini_lines_free(&x->rd);
+    fclose(x->rd.f);
     free(x);
     return rc;
 }

@@ -1158,3 +1158,15 @@ Test(config, the_robust_rule_must_fit_the_window_only_where_it_is_used)
     cr_assert_eq(hc_config_set(&c, "detect.robust_before=2", err, sizeof(err)), 0);
     cr_assert_eq(hc_config_finish(&c, err, sizeof(err)), 0, "%s", err);
 }
+
+Test(config, a_byte_order_mark_and_indentation_are_ignored)
+{
+    struct hc_config c;
+    char err[512];
+    hc_config_defaults(&c);
+    cr_assert_eq(load_text(&c, "\xef\xbb\xbf[detect]\n   window = 20\n\t[rules]\n  acme = seed\n",
+                           err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(c.window, 20);
+    cr_assert_eq(c.n_rules, 1);
+    cr_assert_eq(c.rules[0].rule, HC_RULE_SEED);
+}
