@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "runprog.h"
 #include "hubcap/calib.h"
 #include "hubcap/geo.h"
 #include "hubcap/rng.h"
@@ -72,30 +73,19 @@ static void cleanup(void)
 {
     daemon_cleanup(&d);
     memset(&d, 0, sizeof(d));
-    if (dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        int rc = system(cmd);
-        (void)rc;
-        dir[0] = '\0';
-    }
+    test_dir_remove(dir);
 }
 
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/hubcap-calibrate-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    test_dir_make(dir, sizeof(dir), "calibrate");
 }
 
 TestSuite(calibrate, .init = setup, .fini = cleanup, .timeout = 120);
 
 static const char *path_in(const char *name)
 {
-    static char buf[8][128];
-    static unsigned k;
-    char *p = buf[k++ % 8];
-    snprintf(p, sizeof(buf[0]), "%s/%s", dir, name);
-    return p;
+    return path_in_dir(dir, name);
 }
 
 /* ---- the history ------------------------------------------------------------ */
@@ -425,84 +415,18 @@ static size_t write_msgpack(const struct data *g, const char *path)
     return size;
 }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    cr_assert_eq(fclose(f), 0);
-}
 
 /* ---- running the tool --------------------------------------------------------- */
 
-struct outcome {
-    int status;             /* exit status, or 128 + signal */
-    char *out, *err;
-    json_t *json;           /* stdout parsed, when it is JSON */
-};
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(m);
-    fclose(f);
-    return buf;
-}
-
 /* Run the tool with args (NULL-terminated), stdin from stdin_path (NULL:
  * /dev/null), capturing stdout and stderr. */
-static struct outcome run_tool(const char *stdin_path, const char *const *args)
+static struct prog_run run_tool(const char *stdin_path, const char *const *args)
 {
-    const char *bin = getenv("HUBCAP_CALIBRATE");
-    cr_assert_not_null(bin, "set HUBCAP_CALIBRATE to the hubcap-calibrate binary");
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = bin;
-    for (int i = 0; args[i] && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    char out_path[128], err_path[128];
-    snprintf(out_path, sizeof(out_path), "%s/.stdout", dir);
-    snprintf(err_path, sizeof(err_path), "%s/.stderr", dir);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int in = open(stdin_path ? stdin_path : "/dev/null", O_RDONLY);
-        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-            dup2(err, 2) < 0)
-            _exit(126);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    struct outcome o = { .status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st) };
-    o.out = slurp(out_path);
-    o.err = slurp(err_path);
-    o.json = json_loads(o.out, 0, NULL);
-    return o;
+    return prog_run("HUBCAP_CALIBRATE", args, stdin_path, dir);
 }
 
 #define RUN(stdin_path, ...) run_tool(stdin_path, (const char *const[]){ __VA_ARGS__, NULL })
 
-static void outcome_free(struct outcome *o)
-{
-    free(o->out);
-    free(o->err);
-    json_decref(o->json);
-}
 
 static json_t *maker_entry(json_t *j, const char *name)
 {
@@ -591,7 +515,7 @@ Test(calibrate, csv_figures_equal_brute_force)
 {
     struct data g;
     write_all(&g);
-    struct outcome o = RUN(NULL, "--json", path_in("a.csv"), path_in("b.csv"));
+    struct prog_run o = RUN(NULL, "--json", path_in("a.csv"), path_in("b.csv"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     check_against_brute_force(&g, o.json, sample_size(1.96, 0.5, 0.03));
     cr_assert_eq(sample_size(1.96, 0.5, 0.03), 1067);
@@ -604,7 +528,7 @@ Test(calibrate, csv_figures_equal_brute_force)
     cr_assert_str_eq(json_string_value(json_object_get(o.json, "pick")), "max");
     cr_assert_eq(json_array_size(json_object_get(o.json, "files")), 2);
     cr_assert_geq(real(o.json, "seconds"), 0);
-    outcome_free(&o);
+    prog_run_free(&o);
     data_free(&g);
 }
 
@@ -612,8 +536,8 @@ Test(calibrate, msgpack_stream_gives_the_same_figures_as_csv)
 {
     struct data g;
     write_all(&g);
-    struct outcome c = RUN(NULL, "--json", path_in("a.csv"), path_in("b.csv"));
-    struct outcome m = RUN(NULL, "--json", path_in("all.msgpack"));
+    struct prog_run c = RUN(NULL, "--json", path_in("a.csv"), path_in("b.csv"));
+    struct prog_run m = RUN(NULL, "--json", path_in("all.msgpack"));
     cr_assert_eq(m.status, 0, "stderr: %s", m.err);
     check_against_brute_force(&g, m.json, 1067);
     cr_assert(json_equal(json_object_get(c.json, "makers"), json_object_get(m.json, "makers")),
@@ -622,11 +546,11 @@ Test(calibrate, msgpack_stream_gives_the_same_figures_as_csv)
     cr_assert_str_eq(json_string_value(json_object_get(f, "format")), "msgpack");
     cr_assert_eq(num(m.json, "rows"), g.n);
     /* --format forces the decoder: the stream read as CSV is all bad rows. */
-    struct outcome forced = RUN(NULL, "--json", "-q", "--format", "msgpack", path_in("all.msgpack"));
+    struct prog_run forced = RUN(NULL, "--json", "-q", "--format", "msgpack", path_in("all.msgpack"));
     cr_assert(json_equal(json_object_get(forced.json, "makers"), json_object_get(m.json, "makers")));
-    outcome_free(&c);
-    outcome_free(&m);
-    outcome_free(&forced);
+    prog_run_free(&c);
+    prog_run_free(&m);
+    prog_run_free(&forced);
     data_free(&g);
 }
 
@@ -634,13 +558,13 @@ Test(calibrate, standard_input_reads_like_a_file)
 {
     struct data g;
     write_all(&g);
-    struct outcome f = RUN(NULL, "--json", path_in("b.csv"));
-    struct outcome s = RUN(path_in("b.csv"), "--json", "-");
+    struct prog_run f = RUN(NULL, "--json", path_in("b.csv"));
+    struct prog_run s = RUN(path_in("b.csv"), "--json", "-");
     cr_assert_eq(s.status, 0, "stderr: %s", s.err);
     cr_assert(json_equal(json_object_get(f.json, "makers"), json_object_get(s.json, "makers")));
     cr_assert_gt(json_array_size(json_object_get(s.json, "makers")), 0);
-    outcome_free(&f);
-    outcome_free(&s);
+    prog_run_free(&f);
+    prog_run_free(&s);
     data_free(&g);
 }
 
@@ -648,7 +572,7 @@ Test(calibrate, sample_size_follows_confidence_margin_and_proportion)
 {
     struct data g;
     write_all(&g);
-    struct outcome a = RUN(NULL, "--json", "--confidence", "90", "--margin", "0.1",
+    struct prog_run a = RUN(NULL, "--json", "--confidence", "90", "--margin", "0.1",
                            path_in("all.msgpack"));
     cr_assert_eq(a.status, 0);
     cr_assert_eq(sample_size(1.64, 0.5, 0.1), 67);
@@ -656,13 +580,13 @@ Test(calibrate, sample_size_follows_confidence_margin_and_proportion)
     /* acme (150 vehicles) and bolt (100) have enough; zeta (50) does not. */
     cr_assert(json_is_true(json_object_get(maker_entry(a.json, "acme"), "sample_ok")));
     cr_assert(json_is_false(json_object_get(maker_entry(a.json, "zeta"), "sample_ok")));
-    struct outcome b = RUN(NULL, "--json", "--confidence", "99", "--margin", "0.05",
+    struct prog_run b = RUN(NULL, "--json", "--confidence", "99", "--margin", "0.05",
                            "--proportion", "0.3", path_in("all.msgpack"));
     cr_assert_eq(b.status, 0);
     check_against_brute_force(&g, b.json, sample_size(2.58, 0.3, 0.05));
     cr_assert_eq(num(maker_entry(b.json, "acme"), "required_sample"), 559);
-    outcome_free(&a);
-    outcome_free(&b);
+    prog_run_free(&a);
+    prog_run_free(&b);
     data_free(&g);
 }
 
@@ -670,16 +594,16 @@ Test(calibrate, pick_makes_a_quantile_the_threshold)
 {
     struct data g;
     write_all(&g);
-    struct outcome o = RUN(NULL, "--json", "--pick", "p99", path_in("all.msgpack"));
-    struct outcome o9 = RUN(NULL, "--json", "--pick", "p99.9", path_in("all.msgpack"));
+    struct prog_run o = RUN(NULL, "--json", "--pick", "p99", path_in("all.msgpack"));
+    struct prog_run o9 = RUN(NULL, "--json", "--pick", "p99.9", path_in("all.msgpack"));
     cr_assert_eq(o.status, 0);
     cr_assert_str_eq(json_string_value(json_object_get(o.json, "pick")), "p99");
     json_t *a = maker_entry(o.json, "acme"), *a9 = maker_entry(o9.json, "acme");
     cr_assert_float_eq(real(a, "threshold_m"), ceil(real(a, "p99_m") * 100) / 100, 1e-9);
     cr_assert_float_eq(real(a9, "threshold_m"), ceil(real(a9, "p999_m") * 100) / 100, 1e-9);
     cr_assert_lt(real(a, "threshold_m"), real(a, "max_m"));
-    outcome_free(&o);
-    outcome_free(&o9);
+    prog_run_free(&o);
+    prog_run_free(&o9);
     data_free(&g);
 }
 
@@ -687,20 +611,20 @@ Test(calibrate, every_kernel_gives_identical_figures)
 {
     struct data g;
     write_all(&g);
-    struct outcome best = RUN(NULL, "--json", path_in("all.msgpack"));
-    struct outcome scalar = RUN(NULL, "--json", "--kernel", "scalar", path_in("all.msgpack"));
+    struct prog_run best = RUN(NULL, "--json", path_in("all.msgpack"));
+    struct prog_run scalar = RUN(NULL, "--json", "--kernel", "scalar", path_in("all.msgpack"));
     cr_assert_eq(scalar.status, 0);
     cr_assert_str_eq(json_string_value(json_object_get(scalar.json, "kernel")), "scalar");
     cr_assert(json_equal(json_object_get(best.json, "makers"),
                          json_object_get(scalar.json, "makers")));
-    outcome_free(&best);
-    outcome_free(&scalar);
+    prog_run_free(&best);
+    prog_run_free(&scalar);
     data_free(&g);
 }
 
 Test(calibrate, a_vehicle_that_changes_maker_counts_under_the_last_one)
 {
-    write_text(path_in("m.csv"),
+    write_text_file(path_in("m.csv"),
                "vid,maker,ts,lat,lon\n"
                "X,acme,1000,10,10\n"
                "X,acme,2000,10.001,10\n"
@@ -709,7 +633,7 @@ Test(calibrate, a_vehicle_that_changes_maker_counts_under_the_last_one)
                "Y,acme,2000,20.0001,20\n"
                "Z,gone,1000,30,30\n"
                "Z,zeta,2000,30.0001,30\n");
-    struct outcome o = RUN(NULL, "--json", path_in("m.csv"));
+    struct prog_run o = RUN(NULL, "--json", path_in("m.csv"));
     cr_assert_eq(o.status, 0);
     cr_assert_eq(num(o.json, "maker_changes"), 2);
     cr_assert_eq(json_array_size(json_object_get(o.json, "makers")), 2, "no row for 'gone'");
@@ -718,10 +642,10 @@ Test(calibrate, a_vehicle_that_changes_maker_counts_under_the_last_one)
     cr_assert_eq(num(z, "pairs"), 4);     /* X's three fixes (one session), Z's two */
     cr_assert_eq(num(a, "vehicles"), 1);  /* Y only */
     cr_assert_float_eq(real(z, "max_m"), hc_geo_haversine_m(10.001, 10, 10, 10.001), 1e-6);
-    outcome_free(&o);
-    struct outcome h = RUN(NULL, path_in("m.csv"));
+    prog_run_free(&o);
+    struct prog_run h = RUN(NULL, path_in("m.csv"));
     cr_assert(strstr(h.out, "2 vehicles changed maker"), "%s", h.out);
-    outcome_free(&h);
+    prog_run_free(&h);
 }
 
 Test(calibrate, human_table_explains_a_small_sample)
@@ -730,7 +654,7 @@ Test(calibrate, human_table_explains_a_small_sample)
     write_all(&g);
     struct expect e;
     brute_force(&g, "zeta", &e);
-    struct outcome o = RUN(NULL, path_in("all.msgpack"));
+    struct prog_run o = RUN(NULL, path_in("all.msgpack"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     cr_assert(strstr(o.out, "maker ") && strstr(o.out, "threshold") && strstr(o.out, "p99.9"));
     char line[256];
@@ -744,7 +668,7 @@ Test(calibrate, human_table_explains_a_small_sample)
     cr_assert(strstr(o.out, rows), "%s", o.out);
     cr_assert_eq(strlen(o.err), 0, "nothing on stderr off a terminal: %s", o.err);
     free(e.dist);
-    outcome_free(&o);
+    prog_run_free(&o);
     data_free(&g);
 }
 
@@ -775,8 +699,8 @@ Test(calibrate, trimmed_pick_measures_the_jitter_and_not_the_strays)
     struct data g;
     generate_strays(&g, 21);
     write_msgpack(&g, path_in("strays.msgpack"));
-    struct outcome o = RUN(NULL, "--json", "--pick", "trimmed", path_in("strays.msgpack"));
-    struct outcome m = RUN(NULL, "--json", path_in("strays.msgpack"));
+    struct prog_run o = RUN(NULL, "--json", "--pick", "trimmed", path_in("strays.msgpack"));
+    struct prog_run m = RUN(NULL, "--json", path_in("strays.msgpack"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     cr_assert_str_eq(json_string_value(json_object_get(o.json, "pick")), "trimmed");
     cr_assert_float_eq(real(o.json, "trim"), 6, 1e-12);
@@ -830,8 +754,8 @@ Test(calibrate, trimmed_pick_measures_the_jitter_and_not_the_strays)
     cr_assert_eq(real(d2, "threshold_m"), 0.0);
     free(e.dist);
     free(t.kept.dist);
-    outcome_free(&o);
-    outcome_free(&m);
+    prog_run_free(&o);
+    prog_run_free(&m);
     data_free(&g);
 }
 
@@ -840,7 +764,7 @@ Test(calibrate, trim_sets_how_far_out_a_fix_is_cut)
     struct data g;
     generate_strays(&g, 22);
     write_csv(&g, 0, g.n, path_in("strays.csv"), 1);
-    struct outcome o = RUN(NULL, "--json", "--trim", "2.5", path_in("strays.csv"));
+    struct prog_run o = RUN(NULL, "--json", "--trim", "2.5", path_in("strays.csv"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     cr_assert_float_eq(real(o.json, "trim"), 2.5, 1e-12);
     struct trim_expect t, t6;
@@ -850,7 +774,7 @@ Test(calibrate, trim_sets_how_far_out_a_fix_is_cut)
     cr_assert_gt(t.cut, t6.cut, "a tighter cut takes more fixes");
     free(t.kept.dist);
     free(t6.kept.dist);
-    outcome_free(&o);
+    prog_run_free(&o);
     data_free(&g);
 }
 
@@ -861,7 +785,7 @@ Test(calibrate, human_table_shows_the_trimmed_figures)
     write_msgpack(&g, path_in("strays.msgpack"));
     struct trim_expect t;
     trim_brute_force(&g, "mpth", 6, &t);
-    struct outcome o = RUN(NULL, "--pick", "trimmed", path_in("strays.msgpack"));
+    struct prog_run o = RUN(NULL, "--pick", "trimmed", path_in("strays.msgpack"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     cr_assert(strstr(o.out, "trim max") && strstr(o.out, "cut %"), "%s", o.out);
     cr_assert(strstr(o.out, "threshold = trimmed max of the maker's pairwise drift"), "%s", o.out);
@@ -872,7 +796,7 @@ Test(calibrate, human_table_shows_the_trimmed_figures)
     cr_assert(strstr(o.out, "maker duo: no session with 3 parked fixes, so no threshold"), "%s",
               o.out);
     free(t.kept.dist);
-    outcome_free(&o);
+    prog_run_free(&o);
     data_free(&g);
 }
 
@@ -900,8 +824,8 @@ Test(calibrate, bad_rows_are_skipped_counted_and_the_first_five_shown)
     maker33[33] = '\0';
     snprintf(text, sizeof(text), "%s%s,acme,12000,1,1,0\nV1,%s,13000,1,1,0\n", bad_csv, vid65,
              maker33);
-    write_text(path_in("bad.csv"), text);
-    struct outcome o = RUN(NULL, "--json", path_in("bad.csv"));
+    write_text_file(path_in("bad.csv"), text);
+    struct prog_run o = RUN(NULL, "--json", path_in("bad.csv"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     cr_assert_eq(num(o.json, "rows"), 13);
     cr_assert_eq(num(o.json, "skipped"), 10);
@@ -917,11 +841,11 @@ Test(calibrate, bad_rows_are_skipped_counted_and_the_first_five_shown)
     cr_assert_null(strstr(o.err, sixth), "only the first five are shown:\n%s", o.err);
     cr_assert(strstr(o.err, "counted, not shown"), "%s", o.err);
     cr_assert(strstr(o.err, "7 columns"), "%s", o.err);
-    outcome_free(&o);
+    prog_run_free(&o);
 
-    struct outcome h = RUN(NULL, path_in("bad.csv"));
+    struct prog_run h = RUN(NULL, path_in("bad.csv"));
     cr_assert(strstr(h.out, "13 rows read, 10 skipped"), "%s", h.out);
-    outcome_free(&h);
+    prog_run_free(&h);
 }
 
 Test(calibrate, an_overlong_line_is_one_bad_row_and_lines_still_count)
@@ -933,7 +857,7 @@ Test(calibrate, an_overlong_line_is_one_bad_row_and_lines_still_count)
         fputc('7', f);
     fprintf(f, ",10\nV1,acme,3000,10.0001,10\nV1,acme,4000,99,10\n");
     cr_assert_eq(fclose(f), 0);
-    struct outcome o = RUN(NULL, "--json", path_in("long.csv"));
+    struct prog_run o = RUN(NULL, "--json", path_in("long.csv"));
     cr_assert_eq(o.status, 0, "%s", o.err);
     cr_assert_eq(num(o.json, "rows"), 4);
     cr_assert_eq(num(o.json, "skipped"), 2);
@@ -943,15 +867,15 @@ Test(calibrate, an_overlong_line_is_one_bad_row_and_lines_still_count)
     cr_assert(strstr(o.err, where), "%s", o.err);
     snprintf(where, sizeof(where), "%s:4: lat '99'", path_in("long.csv"));
     cr_assert(strstr(o.err, where), "%s", o.err);
-    outcome_free(&o);
+    prog_run_free(&o);
 }
 
 Test(calibrate, a_maker_that_is_not_utf8_is_a_bad_row)
 {
     /* Its name could be neither printed as JSON nor sent to the daemon. */
-    write_text(path_in("u.csv"), "V1,acme,1000,10,10\nV1,acme,2000,10.0001,10\n"
+    write_text_file(path_in("u.csv"), "V1,acme,1000,10,10\nV1,acme,2000,10.0001,10\n"
                                  "V2,ac\xffme,1000,10,10\nV1,\xc3\xa9lan,3000,10,10.0001\n");
-    struct outcome o = RUN(NULL, "--json", path_in("u.csv"));
+    struct prog_run o = RUN(NULL, "--json", path_in("u.csv"));
     cr_assert_eq(o.status, 0, "%s", o.err);
     cr_assert_not_null(o.json, "the output is valid JSON: %s", o.out);
     cr_assert_eq(num(o.json, "skipped"), 1);
@@ -960,39 +884,39 @@ Test(calibrate, a_maker_that_is_not_utf8_is_a_bad_row)
     char where[160];
     snprintf(where, sizeof(where), "%s:3: maker ", path_in("u.csv"));
     cr_assert(strstr(o.err, where) && strstr(o.err, "is not UTF-8"), "%s", o.err);
-    outcome_free(&o);
+    prog_run_free(&o);
 }
 
 Test(calibrate, strict_stops_at_the_first_bad_row)
 {
-    write_text(path_in("bad.csv"), bad_csv);
-    struct outcome o = RUN(NULL, "--json", "--strict", path_in("bad.csv"));
+    write_text_file(path_in("bad.csv"), bad_csv);
+    struct prog_run o = RUN(NULL, "--json", "--strict", path_in("bad.csv"));
     cr_assert_eq(o.status, 1);
     char where[160];
     snprintf(where, sizeof(where), "%s:3: ", path_in("bad.csv"));
     cr_assert(strstr(o.err, where), "%s", o.err);
     cr_assert_null(o.json, "no summary after a strict failure");
-    outcome_free(&o);
+    prog_run_free(&o);
 }
 
 Test(calibrate, header_names_its_columns_and_a_missing_one_is_reported)
 {
-    write_text(path_in("h.csv"), "maker,lon,extra,vid,lat,ts,acc\n"
+    write_text_file(path_in("h.csv"), "maker,lon,extra,vid,lat,ts,acc\n"
                                  "acme,13.4,x,V1,52.5,2026-11-22T03:04:05Z,false\n"
                                  "acme,13.4,y,V1,52.50001,2026-11-22T03:04:06.25Z,0\n");
-    struct outcome o = RUN(NULL, "--json", path_in("h.csv"));
+    struct prog_run o = RUN(NULL, "--json", path_in("h.csv"));
     cr_assert_eq(o.status, 0, "%s", o.err);
     json_t *a = maker_entry(o.json, "acme");
     cr_assert_eq(num(a, "pairs"), 1);
     cr_assert_float_eq(real(a, "max_m"), hc_geo_haversine_m(52.5, 13.4, 52.50001, 13.4), 1e-6);
-    outcome_free(&o);
+    prog_run_free(&o);
 
-    write_text(path_in("nolat.csv"), "vid,maker,ts,lon\nV1,acme,1,2\n");
-    struct outcome n = RUN(NULL, "--json", path_in("nolat.csv"));
+    write_text_file(path_in("nolat.csv"), "vid,maker,ts,lon\nV1,acme,1,2\n");
+    struct prog_run n = RUN(NULL, "--json", path_in("nolat.csv"));
     cr_assert_eq(n.status, 0);
     cr_assert(strstr(n.err, "no column 'lat'"), "%s", n.err);
     cr_assert_eq(num(n.json, "damaged_files"), 1);
-    outcome_free(&n);
+    prog_run_free(&n);
 }
 
 Test(calibrate, truncated_stream_is_reported_at_its_offset_and_the_rest_is_kept)
@@ -1001,17 +925,17 @@ Test(calibrate, truncated_stream_is_reported_at_its_offset_and_the_rest_is_kept)
     generate(&g, 3);
     size_t size = write_msgpack(&g, path_in("t.msgpack"));
     cr_assert_eq(truncate(path_in("t.msgpack"), (off_t)(size - 10)), 0);
-    struct outcome o = RUN(NULL, "--json", path_in("t.msgpack"));
+    struct prog_run o = RUN(NULL, "--json", path_in("t.msgpack"));
     cr_assert_eq(o.status, 0, "%s", o.err);
     cr_assert(strstr(o.err, "truncated stream"), "%s", o.err);
     cr_assert(strstr(o.err, ": byte "), "%s", o.err);
     cr_assert_eq(num(o.json, "damaged_files"), 1);
     uint64_t rows = num(o.json, "rows");
     cr_assert(rows > 0 && rows < g.n, "rows %llu of %zu", (unsigned long long)rows, g.n);
-    outcome_free(&o);
-    struct outcome s = RUN(NULL, "--json", "--strict", path_in("t.msgpack"));
+    prog_run_free(&o);
+    struct prog_run s = RUN(NULL, "--json", "--strict", path_in("t.msgpack"));
     cr_assert_eq(s.status, 1);
-    outcome_free(&s);
+    prog_run_free(&s);
     data_free(&g);
 }
 
@@ -1024,29 +948,29 @@ Test(calibrate, malformed_frame_names_its_byte_offset)
     static const uint8_t junk[] = { 0, 0, 0, 4, 0xc1, 0xc1, 0xc1, 0xc1 };
     fwrite(junk, 1, sizeof(junk), f);
     fclose(f);
-    struct outcome o = RUN(NULL, "--json", path_in("j.msgpack"));
+    struct prog_run o = RUN(NULL, "--json", path_in("j.msgpack"));
     cr_assert_eq(o.status, 0);
     char where[200];
     snprintf(where, sizeof(where), "%s: byte %zu: frame of 4 bytes", path_in("j.msgpack"), size);
     cr_assert(strstr(o.err, where), "no '%s' in:\n%s", where, o.err);
     cr_assert_eq(num(o.json, "rows"), g.n);
-    outcome_free(&o);
+    prog_run_free(&o);
     data_free(&g);
 }
 
 Test(calibrate, missing_file_is_an_error)
 {
-    struct outcome o = RUN(NULL, "--json", path_in("nope.csv"));
+    struct prog_run o = RUN(NULL, "--json", path_in("nope.csv"));
     cr_assert_eq(o.status, 1);
     cr_assert(strstr(o.err, "nope.csv: No such file or directory"), "%s", o.err);
-    outcome_free(&o);
+    prog_run_free(&o);
 }
 
 Test(calibrate, usage_errors_exit_2)
 {
-    write_text(path_in("x.csv"), "V1,acme,1,1,1\n");
+    write_text_file(path_in("x.csv"), "V1,acme,1,1,1\n");
     const char *x = path_in("x.csv");
-    struct outcome o[] = {
+    struct prog_run o[] = {
         RUN(NULL, "--nope", x), RUN(NULL, "--margin", "0", x), RUN(NULL, "--margin", "1", x),
         RUN(NULL, "--confidence", "80", x), RUN(NULL, "--pick", "p50", x),
         RUN(NULL, "--proportion", "1.5", x), RUN(NULL, "--kernel", "mmx", x),
@@ -1056,12 +980,12 @@ Test(calibrate, usage_errors_exit_2)
     for (size_t i = 0; i < sizeof(o) / sizeof(o[0]); i++) {
         cr_assert_eq(o[i].status, 2, "case %zu: status %d, stderr %s", i, o[i].status, o[i].err);
         cr_assert(strstr(o[i].err, "--help"), "case %zu: %s", i, o[i].err);
-        outcome_free(&o[i]);
+        prog_run_free(&o[i]);
     }
-    struct outcome h = RUN(NULL, "--help");
+    struct prog_run h = RUN(NULL, "--help");
     cr_assert_eq(h.status, 0);
     cr_assert(strstr(h.out, "usage: hubcap-calibrate"));
-    outcome_free(&h);
+    prog_run_free(&h);
 }
 
 /* ---- --apply ---------------------------------------------------------------------- */
@@ -1073,7 +997,7 @@ Test(calibrate, apply_sets_live_thresholds_in_the_running_daemon)
     struct data g;
     write_all(&g);
     daemon_start(&d, sets);
-    struct outcome o = RUN(NULL, "--json", "--apply", "--force", "--data-dir", d.dir,
+    struct prog_run o = RUN(NULL, "--json", "--apply", "--force", "--data-dir", d.dir,
                            path_in("all.msgpack"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     json_t *applied = json_object_get(o.json, "applied");
@@ -1093,7 +1017,7 @@ Test(calibrate, apply_sets_live_thresholds_in_the_running_daemon)
     json_t *s = daemon_control(&d, "{\"cmd\":\"threshold.get\",\"maker\":\"solo\"}\n");
     cr_assert_str_eq(json_string_value(json_object_get(s, "source")), "default");
     json_decref(s);
-    outcome_free(&o);
+    prog_run_free(&o);
     cr_assert_eq(daemon_stop(&d), 0);
     data_free(&g);
 }
@@ -1105,7 +1029,7 @@ Test(calibrate, apply_sends_the_trimmed_threshold)
     generate_strays(&g, 21);
     write_msgpack(&g, path_in("strays.msgpack"));
     daemon_start(&d, sets);
-    struct outcome o = RUN(NULL, "--json", "--apply", "--force", "--pick", "trimmed",
+    struct prog_run o = RUN(NULL, "--json", "--apply", "--force", "--pick", "trimmed",
                            "--data-dir", d.dir, path_in("strays.msgpack"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     json_t *applied = json_object_get(o.json, "applied");
@@ -1121,7 +1045,7 @@ Test(calibrate, apply_sends_the_trimmed_threshold)
     cr_assert(fabs(real(a, "meters") - want) <= 1e-9 * want, "daemon %.9f, tool %.9f",
               real(a, "meters"), want);
     json_decref(a);
-    outcome_free(&o);
+    prog_run_free(&o);
     cr_assert_eq(daemon_stop(&d), 0);
     data_free(&g);
 }
@@ -1133,12 +1057,12 @@ Test(calibrate, apply_without_a_daemon_exits_3)
     char empty[80];
     snprintf(empty, sizeof(empty), "%s/no-daemon", dir);
     cr_assert_eq(mkdir(empty, 0700), 0);
-    struct outcome o = RUN(NULL, "--json", "--apply", "--force", "--data-dir", empty,
+    struct prog_run o = RUN(NULL, "--json", "--apply", "--force", "--data-dir", empty,
                            path_in("all.msgpack"));
     cr_assert_eq(o.status, 3, "stderr: %s", o.err);
     cr_assert(strstr(o.err, "is hubcapd running with --data-dir"), "%s", o.err);
     cr_assert_not_null(json_string_value(json_object_get(o.json, "apply_error")));
-    outcome_free(&o);
+    prog_run_free(&o);
     data_free(&g);
 }
 
@@ -1151,10 +1075,10 @@ Test(calibrate, apply_sends_nothing_when_no_maker_qualifies)
     cr_assert_eq(mkdir(empty, 0700), 0);
     /* 1067 vehicles needed, none has them; no --force: nothing is sent, so
      * the missing daemon does not matter. */
-    struct outcome o = RUN(NULL, "--json", "--apply", "--data-dir", empty, path_in("all.msgpack"));
+    struct prog_run o = RUN(NULL, "--json", "--apply", "--data-dir", empty, path_in("all.msgpack"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     cr_assert_eq(json_array_size(json_object_get(o.json, "applied")), 0);
     cr_assert_eq(json_array_size(json_object_get(o.json, "not_applied")), N_MAKERS);
-    outcome_free(&o);
+    prog_run_free(&o);
     data_free(&g);
 }

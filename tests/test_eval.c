@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "runprog.h"
 #include "hubcap/sim.h"
 #include "hubcap/wire.h"
 
@@ -40,30 +41,19 @@ static void cleanup(void)
 {
     daemon_cleanup(&d);
     memset(&d, 0, sizeof(d));
-    if (dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        int rc = system(cmd);
-        (void)rc;
-        dir[0] = '\0';
-    }
+    test_dir_remove(dir);
 }
 
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/hubcap-eval-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    test_dir_make(dir, sizeof(dir), "eval");
 }
 
 TestSuite(eval, .init = setup, .fini = cleanup, .timeout = 120);
 
 static const char *path_in(const char *name)
 {
-    static char buf[8][128];
-    static unsigned k;
-    char *p = buf[k++ % 8];
-    snprintf(p, sizeof(buf[0]), "%s/%s", dir, name);
-    return p;
+    return path_in_dir(dir, name);
 }
 
 /* ---- the fleet ---------------------------------------------------------------- */
@@ -204,13 +194,6 @@ static size_t write_stream(struct fleet *f, const char *path)
     return size;
 }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    cr_assert_eq(fclose(f), 0);
-}
 
 static const char header[] =
     "vid,maker,night,start_ms,end_ms,fixes,tow_m,tow_ms,moved_ms,after_fixes,multipath_fixes\n";
@@ -225,81 +208,22 @@ static size_t write_fleet(const struct spec *s, size_t n)
         park(&f, (unsigned)(s[i].vid[1] - '0') + (s[i].vid[0] == 'B' ? 10 : 0), &s[i]);
     snprintf(text, sizeof(text), "# built by test_eval\n# seed rule outcomes known\n%s%s",
              header, f.truth);
-    write_text(path_in("t.csv"), text);
+    write_text_file(path_in("t.csv"), text);
     return write_stream(&f, path_in("s.msgpack"));
 }
 
 /* ---- running the tool --------------------------------------------------------- */
 
-struct outcome {
-    int status;             /* exit status, or 128 + signal */
-    char *out, *err;
-    json_t *json;           /* stdout parsed, when it is JSON */
-};
-
-static char *slurp(const char *path)
+/* The program the environment variable env names, with args
+ * (NULL-terminated), its output captured. */
+static struct prog_run run_bin(const char *env, const char *const *args)
 {
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(m);
-    fclose(f);
-    return buf;
-}
-
-/* Run the program named by the environment variable env with args
- * (NULL-terminated), capturing stdout and stderr. */
-static struct outcome run_bin(const char *env, const char *const *args)
-{
-    const char *bin = getenv(env);
-    cr_assert_not_null(bin, "set %s to the binary", env);
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = bin;
-    for (int i = 0; args[i] && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    char out_path[128], err_path[128];
-    snprintf(out_path, sizeof(out_path), "%s/.stdout", dir);
-    snprintf(err_path, sizeof(err_path), "%s/.stderr", dir);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-            dup2(err, 2) < 0)
-            _exit(126);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    struct outcome o = { .status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st) };
-    o.out = slurp(out_path);
-    o.err = slurp(err_path);
-    o.json = json_loads(o.out, 0, NULL);
-    return o;
+    return prog_run(env, args, NULL, dir);
 }
 
 #define RUN(...) run_bin("HUBCAP_EVAL", (const char *const[]){ __VA_ARGS__, NULL })
 #define RUN_BIN(env, ...) run_bin(env, (const char *const[]){ __VA_ARGS__, NULL })
 
-static void outcome_free(struct outcome *o)
-{
-    free(o->out);
-    free(o->err);
-    json_decref(o->json);
-}
 
 static json_t *run_of(json_t *j, size_t i)
 {
@@ -373,7 +297,7 @@ static void check_standard_seed(json_t *run)
 }
 
 /* The standard thresholds, the seed rule, --json. */
-static struct outcome run_standard_json(void)
+static struct prog_run run_standard_json(void)
 {
     return RUN("--json", "--rule", "seed", "--threshold", "acme=10", "--threshold", "bolt=40",
                path_in("s.msgpack"), path_in("t.csv"));
@@ -384,7 +308,7 @@ static struct outcome run_standard_json(void)
 Test(eval, seed_figures_are_the_known_outcomes)
 {
     write_fleet(standard, N_STANDARD);
-    struct outcome o = run_standard_json();
+    struct prog_run o = run_standard_json();
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     cr_assert_eq(json_array_size(json_object_get(o.json, "runs")), 1);
     json_t *run = run_of(o.json, 0);
@@ -397,13 +321,13 @@ Test(eval, seed_figures_are_the_known_outcomes)
     cr_assert_eq(num(o.json, "n1"), 10);
     cr_assert_eq(num(o.json, "n2"), 15);
     cr_assert_eq(num(o.json, "rejected_reports"), 0);
-    outcome_free(&o);
+    prog_run_free(&o);
 }
 
 Test(eval, failures_name_each_missed_tow_and_false_alarm)
 {
     write_fleet(standard, N_STANDARD);
-    struct outcome o = RUN("--json", "--rule", "seed", "--failures", "10", "--threshold",
+    struct prog_run o = RUN("--json", "--rule", "seed", "--failures", "10", "--threshold",
                            "acme=10", "--threshold", "bolt=40", path_in("s.msgpack"),
                            path_in("t.csv"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
@@ -445,21 +369,21 @@ Test(eval, failures_name_each_missed_tow_and_false_alarm)
     cr_assert_eq(num(b, "night"), 1);
     cr_assert_eq(num(b, "fixes_so_far"), 12);
     cr_assert(json_is_true(json_object_get(b, "towed")));
-    outcome_free(&o);
+    prog_run_free(&o);
 
-    struct outcome few = RUN("--json", "--rule", "seed", "--failures", "1", "--threshold",
+    struct prog_run few = RUN("--json", "--rule", "seed", "--failures", "1", "--threshold",
                              "acme=10", "--threshold", "bolt=40", path_in("s.msgpack"),
                              path_in("t.csv"));
     f = json_object_get(run_of(few.json, 0), "failures");
     cr_assert_eq(json_array_size(json_object_get(f, "missed")), 1);
     cr_assert_eq(num(f, "missed_total"), 4);
-    outcome_free(&few);
+    prog_run_free(&few);
 }
 
 Test(eval, both_rules_are_replayed_side_by_side)
 {
     write_fleet(standard, N_STANDARD);
-    struct outcome o = RUN("--json", "--threshold", "acme=10", "--threshold", "bolt=40",
+    struct prog_run o = RUN("--json", "--threshold", "acme=10", "--threshold", "bolt=40",
                            path_in("s.msgpack"), path_in("t.csv"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     cr_assert_str_eq(json_string_value(json_object_get(o.json, "rule")), "both");
@@ -469,25 +393,25 @@ Test(eval, both_rules_are_replayed_side_by_side)
     cr_assert_str_eq(json_string_value(json_object_get(robust, "rule")), "robust");
     cr_assert_eq(num(json_object_get(robust, "overall"), "sessions"), 12);
     cr_assert_eq(num(json_object_get(robust, "overall"), "tows"), 9);
-    outcome_free(&o);
+    prog_run_free(&o);
 
-    struct outcome t = RUN("--failures", "2", "--threshold", "acme=10", "--threshold", "bolt=40",
+    struct prog_run t = RUN("--failures", "2", "--threshold", "acme=10", "--threshold", "bolt=40",
                            path_in("s.msgpack"), path_in("t.csv"));
     cr_assert_eq(t.status, 0, "stderr: %s", t.err);
     cr_assert(strstr(t.out, "core seed") && strstr(t.out, "core robust"), "%s", t.out);
     cr_assert(strstr(t.out, "acme (threshold 10.00 m)"), "%s", t.out);
     cr_assert(strstr(t.out, "core seed: missed tows (4; up to 2 shown)"), "%s", t.out);
     cr_assert(strstr(t.out, "core seed: false alarms (2; up to 2 shown)"), "%s", t.out);
-    outcome_free(&t);
+    prog_run_free(&t);
 }
 
 Test(eval, thresholds_come_from_calibrate_json_options_and_the_default)
 {
     write_fleet(standard, N_STANDARD);
-    write_text(path_in("thr.json"), "{\"makers\":[{\"maker\":\"acme\",\"threshold_m\":10.0},"
+    write_text_file(path_in("thr.json"), "{\"makers\":[{\"maker\":\"acme\",\"threshold_m\":10.0},"
                "{\"maker\":\"bolt\",\"threshold_m\":3.0},{\"maker\":\"solo\",\"threshold_m\":0}],"
                "\"pick\":\"max\"}");
-    struct outcome o = RUN("--json", "--rule", "seed", "--thresholds", path_in("thr.json"),
+    struct prog_run o = RUN("--json", "--rule", "seed", "--thresholds", path_in("thr.json"),
                            "--threshold", "bolt=40", path_in("s.msgpack"), path_in("t.csv"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     check_standard_seed(run_of(o.json, 0));
@@ -499,14 +423,14 @@ Test(eval, thresholds_come_from_calibrate_json_options_and_the_default)
         cr_assert_str_eq(json_string_value(json_object_get(t, "source")),
                          !strcmp(m, "acme") ? "file" : "option");
     }
-    outcome_free(&o);
+    prog_run_free(&o);
 
-    struct outcome def = RUN("--json", "--rule", "seed", "--threshold", "acme=10",
+    struct prog_run def = RUN("--json", "--rule", "seed", "--threshold", "acme=10",
                              "--default-threshold", "40", path_in("s.msgpack"), path_in("t.csv"));
     cr_assert_eq(def.status, 0, "stderr: %s", def.err);
     check_standard_seed(run_of(def.json, 0));
     cr_assert_float_eq(real(def.json, "default_threshold_m"), 40, 1e-9);
-    outcome_free(&def);
+    prog_run_free(&def);
 }
 
 Test(eval, a_longer_window_changes_the_decision)
@@ -517,7 +441,7 @@ Test(eval, a_longer_window_changes_the_decision)
      * first fix at the new spot: detected, delay 1, no false alarm; A2/0's
      * strays still raise one, on fix 16. */
     write_fleet(standard, N_STANDARD);
-    struct outcome o = RUN("--json", "--rule", "seed", "--n1", "16", "--threshold", "acme=10",
+    struct prog_run o = RUN("--json", "--rule", "seed", "--n1", "16", "--threshold", "acme=10",
                            "--threshold", "bolt=40", path_in("s.msgpack"), path_in("t.csv"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     cr_assert_eq(num(o.json, "n1"), 16);
@@ -527,7 +451,7 @@ Test(eval, a_longer_window_changes_the_decision)
     cr_assert_eq(num(acme, "false_alarms"), 1);
     cr_assert_eq(num(acme, "delay_median"), 4, "delays 1, 4, 4, 12");
     cr_assert_eq(num(acme, "delay_p95"), 12);
-    outcome_free(&o);
+    prog_run_free(&o);
 }
 
 Test(eval, a_bad_report_in_a_good_frame_is_skipped_and_counted)
@@ -540,28 +464,28 @@ Test(eval, a_bad_report_in_a_good_frame_is_skipped_and_counted)
     size_t len = frame_reports(bad, 2, buf, sizeof(buf));
     cr_assert_eq(fwrite(buf, 1, len, f), len);
     fclose(f);
-    struct outcome o = run_standard_json();
+    struct prog_run o = run_standard_json();
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     cr_assert_eq(num(o.json, "rejected_reports"), 1, "latitude 91");
     cr_assert_eq(num(o.json, "vehicles"), 7, "A9's ignition-on report counts");
     check_standard_seed(run_of(o.json, 0));
-    outcome_free(&o);
+    prog_run_free(&o);
 }
 
 /* ---- bad input ---------------------------------------------------------------------- */
 
-static void expect_error(struct outcome o, const char *text)
+static void expect_error(struct prog_run o, const char *text)
 {
     cr_assert_eq(o.status, 1, "status %d, stderr: %s", o.status, o.err);
     cr_assert(strstr(o.err, text), "no '%s' in: %s", text, o.err);
     cr_assert_null(o.json, "no JSON on a failure");
-    outcome_free(&o);
+    prog_run_free(&o);
 }
 
 Test(eval, a_wrong_truth_header_is_named_with_its_line)
 {
     write_fleet(standard, N_STANDARD);
-    write_text(path_in("t.csv"), "# comment\nvid,maker,night,start,end\n");
+    write_text_file(path_in("t.csv"), "# comment\nvid,maker,night,start,end\n");
     char where[160];
     snprintf(where, sizeof(where), "%s:2: want the header", path_in("t.csv"));
     expect_error(run_standard_json(), where);
@@ -572,21 +496,21 @@ Test(eval, a_malformed_truth_line_is_named_with_its_line)
     write_fleet(standard, N_STANDARD);
     char text[512], where[160];
     snprintf(text, sizeof(text), "%sA1,acme,0,12x,2,3,0,0,0,0,0\n", header);
-    write_text(path_in("t.csv"), text);
+    write_text_file(path_in("t.csv"), text);
     snprintf(where, sizeof(where), "%s:2: start_ms wants a whole number", path_in("t.csv"));
     expect_error(run_standard_json(), where);
 
     snprintf(text, sizeof(text), "%sA1,acme,0,1,2\n", header);
-    write_text(path_in("t.csv"), text);
+    write_text_file(path_in("t.csv"), text);
     expect_error(run_standard_json(), ":2: 5 fields, want 11");
 
     snprintf(text, sizeof(text), "%sA1,acme,0,1,2,3,0,0,5,0,0\n", header);
-    write_text(path_in("t.csv"), text);
+    write_text_file(path_in("t.csv"), text);
     expect_error(run_standard_json(), ":2: a session without a tow (tow_m 0) has tow_ms");
 
     snprintf(text, sizeof(text), "%sA1,acme,0,100,200,3,0,0,0,0,0\nA1,acme,1,150,300,3,0,0,0,0,0\n",
              header);
-    write_text(path_in("t.csv"), text);
+    write_text_file(path_in("t.csv"), text);
     expect_error(run_standard_json(), ":3: this session of its vid overlaps the one on line 2");
 }
 
@@ -596,7 +520,7 @@ Test(eval, a_truncated_stream_is_named_with_its_byte_offset)
     cr_assert_eq(truncate(path_in("s.msgpack"), (off_t)(size - 7)), 0);
     char where[160];
     snprintf(where, sizeof(where), "%s: byte ", path_in("s.msgpack"));
-    struct outcome o = run_standard_json();
+    struct prog_run o = run_standard_json();
     cr_assert(strstr(o.err, "truncated stream"), "%s", o.err);
     expect_error(o, where);
 
@@ -614,15 +538,15 @@ Test(eval, an_alarm_outside_every_session_is_an_error)
 {
     write_fleet(standard, N_STANDARD);
     /* The truth without A1's first night, whose tow raises an alarm. */
-    char *text = slurp(path_in("t.csv")), *line = strstr(text, "\nA1,acme,0,") + 1;
+    char *text = slurp_file(path_in("t.csv"), NULL), *line = strstr(text, "\nA1,acme,0,") + 1;
     char *next = strchr(line, '\n') + 1;
     memmove(line, next, strlen(next) + 1);
-    write_text(path_in("t.csv"), text);
+    write_text_file(path_in("t.csv"), text);
     free(text);
     expect_error(run_standard_json(), "core's seed alarm for A1 at ");
-    struct outcome o = run_standard_json();
+    struct prog_run o = run_standard_json();
     cr_assert(strstr(o.err, "lies in no session of"), "%s", o.err);
-    outcome_free(&o);
+    prog_run_free(&o);
 }
 
 Test(eval, a_maker_without_a_threshold_is_an_error)
@@ -630,7 +554,7 @@ Test(eval, a_maker_without_a_threshold_is_an_error)
     write_fleet(standard, N_STANDARD);
     expect_error(RUN("--rule", "seed", "--threshold", "acme=10", path_in("s.msgpack"),
                      path_in("t.csv")), "no threshold for 1 maker (bolt)");
-    write_text(path_in("thr.json"), "{\"vehicles\":3}");
+    write_text_file(path_in("thr.json"), "{\"vehicles\":3}");
     expect_error(RUN("--thresholds", path_in("thr.json"), path_in("s.msgpack"), path_in("t.csv")),
                  "no \"makers\" array");
     expect_error(RUN("--threshold", "acme=10", "--threshold", "bolt=40", path_in("nope.msgpack"),
@@ -641,7 +565,7 @@ Test(eval, usage_errors_exit_2)
 {
     write_fleet(standard, N_STANDARD);
     const char *s = path_in("s.msgpack"), *t = path_in("t.csv");
-    struct outcome o[] = {
+    struct prog_run o[] = {
         RUN("--rule", "nope", s, t), RUN(s), RUN(s, t, t), RUN("--threshold", "acme", s, t),
         RUN("--threshold", "acme=-1", s, t), RUN("--default-threshold", "0", s, t),
         RUN("--window", "8", s, t), RUN("--n2", "200", s, t), RUN("--socket", "/x", s, t),
@@ -651,12 +575,12 @@ Test(eval, usage_errors_exit_2)
     for (size_t i = 0; i < sizeof(o) / sizeof(o[0]); i++) {
         cr_assert_eq(o[i].status, 2, "case %zu: status %d, stderr %s", i, o[i].status, o[i].err);
         cr_assert(strstr(o[i].err, "--help"), "case %zu: %s", i, o[i].err);
-        outcome_free(&o[i]);
+        prog_run_free(&o[i]);
     }
-    struct outcome h = RUN("--help");
+    struct prog_run h = RUN("--help");
     cr_assert_eq(h.status, 0);
     cr_assert(strstr(h.out, "usage: hubcap-eval") && strstr(h.out, "recall_2x"), "%s", h.out);
-    outcome_free(&h);
+    prog_run_free(&h);
 }
 
 /* ---- --hubcapd ---------------------------------------------------------------------- */
@@ -679,23 +603,23 @@ Test(eval, hubcapd_scores_equal_the_core_and_its_alarms_are_the_same)
 {
     write_fleet(standard, N_STANDARD);
     daemon_start(&d, NULL);
-    struct outcome o = RUN("--json", "--rule", "seed", "--hubcapd", d.dir, "--threshold",
+    struct prog_run o = RUN("--json", "--rule", "seed", "--hubcapd", d.dir, "--threshold",
                            "acme=10", "--threshold", "bolt=40", path_in("s.msgpack"),
                            path_in("t.csv"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     check_standard_seed(run_of(o.json, 0));
     check_daemon_equals_core(o.json);
-    outcome_free(&o);
+    prog_run_free(&o);
     json_t *a = daemon_control(&d, "{\"cmd\":\"threshold.get\",\"maker\":\"bolt\"}\n");
     cr_assert_float_eq(real(a, "meters"), 40, 1e-9, "thresholds were set live");
     json_decref(a);
 
     /* The same daemon again: it knows these vehicles now, so it is refused. */
-    struct outcome again = RUN("--rule", "seed", "--hubcapd", d.dir, "--threshold", "acme=10",
+    struct prog_run again = RUN("--rule", "seed", "--hubcapd", d.dir, "--threshold", "acme=10",
                                "--threshold", "bolt=40", path_in("s.msgpack"), path_in("t.csv"));
     cr_assert_eq(again.status, 1, "stderr: %s", again.err);
     cr_assert(strstr(again.err, "already tracks 6 vehicles"), "%s", again.err);
-    outcome_free(&again);
+    prog_run_free(&again);
     cr_assert_eq(daemon_stop(&d), 0);
 }
 
@@ -703,7 +627,7 @@ Test(eval, hubcapd_with_the_robust_rule_equals_the_core)
 {
     write_fleet(standard, N_STANDARD);
     daemon_start(&d, NULL);
-    struct outcome o = RUN("--json", "--rule", "robust", "--hubcapd", d.dir, "--threshold",
+    struct prog_run o = RUN("--json", "--rule", "robust", "--hubcapd", d.dir, "--threshold",
                            "acme=10", "--threshold", "bolt=40", path_in("s.msgpack"),
                            path_in("t.csv"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
@@ -711,7 +635,7 @@ Test(eval, hubcapd_with_the_robust_rule_equals_the_core)
     cr_assert_str_eq(json_string_value(json_object_get(run_of(o.json, 1), "rule")), "robust");
     check_daemon_equals_core(o.json);
     cr_assert_gt(num(run_of(o.json, 1), "alarms"), 0);
-    outcome_free(&o);
+    prog_run_free(&o);
     json_t *a = daemon_control(&d, "{\"cmd\":\"rule.get\",\"maker\":\"acme\"}\n");
     cr_assert_str_eq(json_string_value(json_object_get(a, "rule")), "robust");
     cr_assert_str_eq(json_string_value(json_object_get(a, "source")), "live");
@@ -723,13 +647,13 @@ Test(eval, hubcapd_table_says_whether_the_alarms_are_the_cores)
 {
     write_fleet(standard, N_STANDARD);
     daemon_start(&d, NULL);
-    struct outcome o = RUN("--rule", "seed", "--hubcapd", d.dir, "--threshold", "acme=10",
+    struct prog_run o = RUN("--rule", "seed", "--hubcapd", d.dir, "--threshold", "acme=10",
                            "--threshold", "bolt=40", path_in("s.msgpack"), path_in("t.csv"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
     cr_assert(strstr(o.out, "core seed") && strstr(o.out, "hubcapd seed"), "%s", o.out);
     cr_assert(strstr(o.out, "hubcapd's alarms are exactly the core's: yes (7 alarms)"), "%s",
               o.out);
-    outcome_free(&o);
+    prog_run_free(&o);
     cr_assert_eq(daemon_stop(&d), 0);
 }
 
@@ -738,13 +662,13 @@ Test(eval, hubcapd_with_another_window_is_refused)
     static const char *const sets[] = { "detect.window=20", NULL };
     write_fleet(standard, N_STANDARD);
     daemon_start(&d, sets);
-    struct outcome o = RUN("--rule", "seed", "--hubcapd", d.dir, "--threshold", "acme=10",
+    struct prog_run o = RUN("--rule", "seed", "--hubcapd", d.dir, "--threshold", "acme=10",
                            "--threshold", "bolt=40", path_in("s.msgpack"), path_in("t.csv"));
     cr_assert_eq(o.status, 1, "stderr: %s", o.err);
     cr_assert(strstr(o.err, "hubcapd runs with detect.window 20 (this run: 16), detect.n2 19"
                             " (this run: 15)"), "%s", o.err);
     cr_assert(strstr(o.err, "--set detect.window=16 --set detect.n2=15"), "%s", o.err);
-    outcome_free(&o);
+    prog_run_free(&o);
     cr_assert_eq(daemon_stop(&d), 0);
 }
 
@@ -754,11 +678,11 @@ Test(eval, no_hubcapd_exits_3)
     char empty[80];
     snprintf(empty, sizeof(empty), "%s/no-daemon", dir);
     cr_assert_eq(mkdir(empty, 0700), 0);
-    struct outcome o = RUN("--rule", "seed", "--hubcapd", empty, "--threshold", "acme=10",
+    struct prog_run o = RUN("--rule", "seed", "--hubcapd", empty, "--threshold", "acme=10",
                            "--threshold", "bolt=40", path_in("s.msgpack"), path_in("t.csv"));
     cr_assert_eq(o.status, 3, "stderr: %s", o.err);
     cr_assert(strstr(o.err, "is hubcapd running with --data-dir"), "%s", o.err);
-    outcome_free(&o);
+    prog_run_free(&o);
 }
 
 /* The committed standard scenario, measured as an operator would: thresholds
@@ -773,18 +697,18 @@ Test(eval, the_standard_scenario_meets_the_robust_floors, .timeout = 550)
     cr_assert_not_null(root, "set HUBCAP_SOURCE_ROOT");
     snprintf(scn, sizeof(scn), "%s/bench/scenarios/standard.ini", root);
 
-    struct outcome o = RUN_BIN("HUBCAP_SIM", "--scenario", scn, "--calibration", "--stream",
+    struct prog_run o = RUN_BIN("HUBCAP_SIM", "--scenario", scn, "--calibration", "--stream",
                                path_in("cal.msgpack"), "-q");
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
-    outcome_free(&o);
+    prog_run_free(&o);
     o = RUN_BIN("HUBCAP_CALIBRATE", "--json", "--pick", "trimmed", "-q", path_in("cal.msgpack"));
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
-    write_text(path_in("thr.json"), o.out);
-    outcome_free(&o);
+    write_text_file(path_in("thr.json"), o.out);
+    prog_run_free(&o);
     o = RUN_BIN("HUBCAP_SIM", "--scenario", scn, "--stream", path_in("std.msgpack"), "--truth",
                 path_in("std.csv"), "-q");
     cr_assert_eq(o.status, 0, "stderr: %s", o.err);
-    outcome_free(&o);
+    prog_run_free(&o);
 
     o = RUN("--json", "--thresholds", path_in("thr.json"), path_in("std.msgpack"),
             path_in("std.csv"));
@@ -802,5 +726,5 @@ Test(eval, the_standard_scenario_meets_the_robust_floors, .timeout = 550)
 
     cr_assert_lt(real(robust, "false_alarms_per_10k"), real(seed, "false_alarms_per_10k"));
     cr_assert_geq(real(robust, "recall_2x"), real(seed, "recall_2x"));
-    outcome_free(&o);
+    prog_run_free(&o);
 }

@@ -21,6 +21,7 @@
 #include "hubcap/geo.h"
 #include "hubcap/scenario.h"
 #include "hubcap/wire.h"
+#include "runprog.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -59,28 +60,17 @@ static char dir[64];
 
 static void make_dir(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/hubcap-scenario-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    test_dir_make(dir, sizeof(dir), "scenario");
 }
 
 static void remove_dir(void)
 {
-    if (dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        int rc = system(cmd);
-        (void)rc;
-        dir[0] = '\0';
-    }
+    test_dir_remove(dir);
 }
 
 static const char *path_in(const char *name)
 {
-    static char buf[32][128];
-    static unsigned k;
-    char *p = buf[k++ % 32];
-    snprintf(p, sizeof(buf[0]), "%s/%s", dir, name);
-    return p;
+    return path_in_dir(dir, name);
 }
 
 static const char *write_file(const char *name, const char *text)
@@ -93,23 +83,6 @@ static const char *write_file(const char *name, const char *text)
     return path;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot read %s", path);
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *m = open_memstream(&buf, &n);
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        fwrite(chunk, 1, got, m);
-    fclose(m);
-    fclose(f);
-    if (len)
-        *len = n;
-    return buf;
-}
 
 TestSuite(scenario, .init = make_dir, .fini = remove_dir, .timeout = 120);
 
@@ -668,52 +641,14 @@ Test(scenario, check_refuses_a_scenario_built_in_code_as_the_loader_would)
 
 /* ---- hubcap-sim --scenario ------------------------------------------------- */
 
-struct outcome {
-    int status;
-    char *out, *err;
-};
-
-/* Run hubcap-sim with args (NULL-terminated), capturing its output. */
-static struct outcome run_sim(const char *const *args)
+/* hubcap-sim with args (NULL-terminated), its output captured. */
+static struct prog_run run_sim(const char *const *args)
 {
-    const char *bin = getenv("HUBCAP_SIM");
-    cr_assert_not_null(bin, "set HUBCAP_SIM to the hubcap-sim binary");
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = bin;
-    for (int i = 0; args[i] && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    const char *out_path = path_in(".stdout"), *err_path = path_in(".stderr");
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-            dup2(err, 2) < 0)
-            _exit(126);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    struct outcome o = { WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), NULL, NULL };
-    o.out = slurp(out_path, NULL);
-    o.err = slurp(err_path, NULL);
-    return o;
+    return prog_run("HUBCAP_SIM", args, NULL, dir);
 }
 
 #define SIM(...) run_sim((const char *const[]){ __VA_ARGS__, NULL })
 
-static void outcome_free(struct outcome *o)
-{
-    free(o->out);
-    free(o->err);
-}
 
 static const char small_ini[] =
     "[scenario]\nname = small\nvehicles = 40\nnights = 2\ntow_rate = 0.3\n"
@@ -728,28 +663,28 @@ Test(scenario_tool, same_file_and_seed_give_identical_bytes)
     const char *s1 = path_in("a.msgpack"), *t1 = path_in("a.csv");
     const char *s2 = path_in("b.msgpack"), *t2 = path_in("b.csv");
     const char *s3 = path_in("c.msgpack"), *t3 = path_in("c.csv");
-    struct outcome a = SIM("--scenario", ini, "--stream", s1, "--truth", t1, "-q");
-    struct outcome b = SIM("--scenario", ini, "--stream", s2, "--truth", t2, "-q");
-    struct outcome c = SIM("--scenario", ini, "--stream", s3, "--truth", t3, "-q", "--seed", "9");
+    struct prog_run a = SIM("--scenario", ini, "--stream", s1, "--truth", t1, "-q");
+    struct prog_run b = SIM("--scenario", ini, "--stream", s2, "--truth", t2, "-q");
+    struct prog_run c = SIM("--scenario", ini, "--stream", s3, "--truth", t3, "-q", "--seed", "9");
     cr_assert(a.status == 0 && b.status == 0 && c.status == 0, "%s%s%s", a.err, b.err, c.err);
     size_t la, lb, lc;
-    char *fa = slurp(s1, &la), *fb = slurp(s2, &lb), *fc = slurp(s3, &lc);
+    char *fa = slurp_file(s1, &la), *fb = slurp_file(s2, &lb), *fc = slurp_file(s3, &lc);
     cr_assert(la == lb && memcmp(fa, fb, la) == 0, "streams differ");
     cr_assert(la != lc || memcmp(fa, fc, la) != 0, "another seed, the same stream");
     free(fa);
     free(fb);
     free(fc);
-    fa = slurp(t1, &la);
-    fb = slurp(t2, &lb);
-    fc = slurp(t3, &lc);
+    fa = slurp_file(t1, &la);
+    fb = slurp_file(t2, &lb);
+    fc = slurp_file(t3, &lc);
     cr_assert(la == lb && memcmp(fa, fb, la) == 0, "truth files differ");
     cr_assert(strstr(fc, "# seed: 9\n"));
     free(fa);
     free(fb);
     free(fc);
-    outcome_free(&a);
-    outcome_free(&b);
-    outcome_free(&c);
+    prog_run_free(&a);
+    prog_run_free(&b);
+    prog_run_free(&c);
 }
 
 /* The stream decodes frame by frame into exactly the generator's reports,
@@ -758,7 +693,7 @@ Test(scenario_tool, stream_and_truth_hold_the_generators_reports_and_sessions)
 {
     const char *ini = write_file("small.ini", small_ini);
     const char *stream = path_in("s.msgpack"), *truth = path_in("t.csv");
-    struct outcome o = SIM("--scenario", ini, "--stream", stream, "--truth", truth, "--batch",
+    struct prog_run o = SIM("--scenario", ini, "--stream", stream, "--truth", truth, "--batch",
                            "7", "--vehicles", "25", "--json");
     cr_assert_eq(o.status, 0, "%s", o.err);
     json_t *j = json_loads(o.out, 0, NULL);
@@ -771,8 +706,8 @@ Test(scenario_tool, stream_and_truth_hold_the_generators_reports_and_sessions)
     struct hc_scn_gen *g = gen(&s, false);
 
     size_t len, at = 0;
-    unsigned char *buf = (unsigned char *)slurp(stream, &len);
-    char *csv = slurp(truth, NULL);
+    unsigned char *buf = (unsigned char *)slurp_file(stream, &len);
+    char *csv = slurp_file(truth, NULL);
     char *line = csv, *nl;
     const char *header = "vid,maker,night,start_ms,end_ms,fixes,tow_m,tow_ms,moved_ms,"
                          "after_fixes,multipath_fixes";
@@ -834,17 +769,17 @@ Test(scenario_tool, stream_and_truth_hold_the_generators_reports_and_sessions)
     json_decref(j);
     free(buf);
     free(csv);
-    outcome_free(&o);
+    prog_run_free(&o);
 }
 
 Test(scenario_tool, calibration_writes_the_calibration_set)
 {
     const char *ini = write_file("small.ini", small_ini);
     const char *truth = path_in("cal.csv");
-    struct outcome o = SIM("--scenario", ini, "--calibration", "--stream", path_in("cal.msgpack"),
+    struct prog_run o = SIM("--scenario", ini, "--calibration", "--stream", path_in("cal.msgpack"),
                            "--truth", truth, "--vehicles", "30", "--seed", "5", "--json");
     cr_assert_eq(o.status, 0, "%s", o.err);
-    char *csv = slurp(truth, NULL);
+    char *csv = slurp_file(truth, NULL);
     cr_assert(strstr(csv, "# calibration: yes\n") && strstr(csv, "# seed: 5\n"));
     cr_assert(strstr(csv, "\nCAL0000029,") && !strstr(csv, "\nSIM"));
     json_t *j = json_loads(o.out, 0, NULL);
@@ -854,37 +789,37 @@ Test(scenario_tool, calibration_writes_the_calibration_set)
     cr_assert(json_is_true(json_object_get(j, "calibration")));
     json_decref(j);
     free(csv);
-    outcome_free(&o);
+    prog_run_free(&o);
 }
 
 Test(scenario_tool, errors_say_what_is_wrong_with_the_right_status)
 {
     const char *ini = write_file("small.ini", small_ini);
     const char *bad = write_file("bad.ini", "[scenario]\nnights = 0\n[maker a]\n");
-    struct outcome o = SIM("--scenario", ini);
+    struct prog_run o = SIM("--scenario", ini);
     cr_assert_eq(o.status, 2);
     cr_assert(strstr(o.err, "--stream"), "%s", o.err);
-    outcome_free(&o);
+    prog_run_free(&o);
     o = SIM("--scenario", ini, "--stream", path_in("x"), "--batch", "0");
     cr_assert_eq(o.status, 2);
     cr_assert(strstr(o.err, "--batch wants a whole number from 1 to 10000"), "%s", o.err);
-    outcome_free(&o);
+    prog_run_free(&o);
     o = SIM("--scenario", ini, "--stream", path_in("x"), "--window", "8");
     cr_assert_eq(o.status, 2, "the replay's options are not scenario mode's");
-    outcome_free(&o);
+    prog_run_free(&o);
     o = SIM("--scenario", bad, "--stream", path_in("x"));
     cr_assert_eq(o.status, 1);
     cr_assert(strstr(o.err, "bad.ini:2: nights wants a whole number from 1 to 1000, not '0'"),
               "%s", o.err);
-    outcome_free(&o);
+    prog_run_free(&o);
     o = SIM("--scenario", ini, "--stream", path_in("no/such/dir/x"));
     cr_assert_eq(o.status, 1);
     cr_assert(strstr(o.err, "cannot write"), "%s", o.err);
-    outcome_free(&o);
+    prog_run_free(&o);
     /* the summary moves to standard error when the stream takes stdout */
     o = SIM("--scenario", ini, "--stream", "-", "--vehicles", "3");
     cr_assert_eq(o.status, 0, "%s", o.err);
     cr_assert(strstr(o.err, "vehicle-nights") && !strstr(o.out, "vehicle-nights"));
     cr_assert_eq(hc_wire_frame_length((const uint8_t *)o.out) > 0, 1);
-    outcome_free(&o);
+    prog_run_free(&o);
 }
